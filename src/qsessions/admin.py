@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from pprint import pformat
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from qsessions.models import Session
+
+
+class ActiveFilter(admin.SimpleListFilter):
+    title = _("status")
+    parameter_name = "active"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, Any]]:
+        return [("1", _("Active")), ("0", _("Expired"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Session]) -> QuerySet[Session] | None:
+        if self.value() == "1":
+            return queryset.filter(expire_date__gt=timezone.now())
+        if self.value() == "0":
+            return queryset.filter(expire_date__lte=timezone.now())
+        return None
+
+
+class OwnerFilter(admin.SimpleListFilter):
+    title = _("owner")
+    parameter_name = "owner"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, Any]]:
+        return [("my", _("My sessions"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Session]) -> QuerySet[Session] | None:
+        if self.value() == "my":
+            return queryset.filter(user_id=request.user.pk)
+        return None
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Sessions can be looked at and deleted (which signs their client out), never edited or added."""
+
+    list_display = ("ip", "linked_user", "is_active", "created_at", "updated_at", "expire_date", "device", "location")
+    list_select_related = ("user",)
+    list_filter = (ActiveFilter, OwnerFilter)
+    ordering = ("-expire_date",)
+    fields = (
+        "linked_user",
+        "ip",
+        "location",
+        "is_active",
+        "created_at",
+        "updated_at",
+        "expire_date",
+        "user_agent",
+        "device",
+        "session_key",
+        "decoded_data",
+    )
+    readonly_fields = fields
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        user_model = get_user_model()
+        return ["ip", f"user__{user_model.USERNAME_FIELD}", f"user__{user_model.get_email_field_name()}"]
+
+    @admin.display(description=_("user"), ordering="user")
+    def linked_user(self, obj: Session) -> str:
+        if obj.user is None:
+            return "-"
+        meta = obj.user._meta
+        try:
+            url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.user.pk])
+        except NoReverseMatch:
+            return str(obj.user)
+        return format_html('<a href="{}">{}</a>', url, obj.user)
+
+    @admin.display(description=_("active"), boolean=True)
+    def is_active(self, obj: Session) -> bool:
+        return obj.is_active
+
+    @admin.display(description=_("session data"))
+    def decoded_data(self, obj: Session) -> str:
+        return format_html('<pre style="white-space: pre-wrap; direction: ltr;">{}</pre>', pformat(obj.get_decoded()))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Session | None = None) -> bool:
+        return False
+

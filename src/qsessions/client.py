@@ -1,0 +1,46 @@
+"""What the session store is told about the client: a validated IP address and a bounded user agent."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from django.http import HttpRequest
+
+#: Length of the ``user_agent`` column; longer user agents are cut to fit.
+USER_AGENT_MAX_LENGTH = 300
+
+
+def clean_ip(value: object) -> str | None:
+    """Return ``value`` as a canonical IPv4/IPv6 address, or ``None`` when it is not one.
+
+    Empty values, ``unix:`` socket paths, scoped addresses (``fe80::1%eth0``) and anything else that is not a
+    plain address would either be rejected by the database or be meaningless, so they are dropped.
+    """
+    if not isinstance(value, str) or not value or len(value) > 45:
+        return None
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id is not None:
+            return None
+        # Store IPv4 clients seen through a dual-stack socket as plain IPv4, as the database would.
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+    return str(address)
+
+
+def clean_user_agent(value: object) -> str | None:
+    """Return ``value`` cut to the column's length, with anything the database cannot hold removed."""
+    if not isinstance(value, str) or not value:
+        return None
+    # NUL bytes are rejected by PostgreSQL, lone surrogates by every driver's encoder.
+    value = value[: USER_AGENT_MAX_LENGTH * 2].replace("\x00", "")
+    value = value.encode("utf-8", "replace").decode("utf-8")[:USER_AGENT_MAX_LENGTH]
+    return value or None
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's address as the web server saw it (``REMOTE_ADDR``): no header is trusted."""
+    return clean_ip(request.META.get("REMOTE_ADDR"))

@@ -1,0 +1,93 @@
+"""Test settings: the database and the cache come from the environment, so one suite runs everywhere.
+
+``QSESSIONS_TEST_DB``: ``sqlite`` (default), ``postgresql`` or ``mariadb``.
+``QSESSIONS_TEST_CACHE``: ``locmem`` (default) or ``redis``.
+Servers are reached on 127.0.0.1 with their default ports; ``QSESSIONS_TEST_*_HOST``/``_PORT`` override them.
+"""
+
+import os
+
+SECRET_KEY = "qsessions-tests-not-secret"  # noqa: S105
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+
+_db = os.environ.get("QSESSIONS_TEST_DB", "sqlite")
+_cache = os.environ.get("QSESSIONS_TEST_CACHE", "locmem")
+
+if _db == "sqlite":
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+elif _db == "postgresql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "qsessions",
+            "USER": os.environ.get("QSESSIONS_TEST_PG_USER", "postgres"),
+            "HOST": os.environ.get("QSESSIONS_TEST_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("QSESSIONS_TEST_PG_PORT", "5432"),
+        }
+    }
+elif _db == "mariadb":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": "qsessions",
+            "USER": "root",
+            "HOST": os.environ.get("QSESSIONS_TEST_MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("QSESSIONS_TEST_MYSQL_PORT", "3306"),
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+        }
+    }
+else:
+    raise ValueError(f"QSESSIONS_TEST_DB must be sqlite, postgresql or mariadb, not {_db!r}")
+
+if _cache == "locmem":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+elif _cache == "redis":
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ.get("QSESSIONS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+            "KEY_PREFIX": f"qsessions-tests-{os.getpid()}",
+        }
+    }
+else:
+    raise ValueError(f"QSESSIONS_TEST_CACHE must be locmem or redis, not {_cache!r}")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.messages",
+    "qsessions",
+    "tests.testapp",
+]
+
+MIDDLEWARE = [
+    "qsessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+SESSION_ENGINE = "qsessions.backends.cached_db"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
