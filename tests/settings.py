@@ -91,3 +91,6 @@ TEMPLATES = [
 ]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if os.environ.get("QSESSIONS_TEST_USER_MODEL", "default") == "uuid":
+    AUTH_USER_MODEL = "testapp.UUIDUser"

@@ -24,7 +24,7 @@ else:
     _Base = object
 
 #: Columns an UPDATE writes: ``created_at`` is written once, by the INSERT, and never read back first.
-_UPDATE_FIELDS = ("session_data", "expire_date", "user", "user_agent", "ip", "updated_at")
+_UPDATE_FIELDS = ("session_data", "expire_date", "user_id", "user_agent", "ip")
 
 Client = tuple[str | None, str | None]
 
@@ -56,6 +56,11 @@ class QSessionStoreMixin(_Base):
         from qsessions.models import Session
 
         return Session
+
+    def _validate_session_key(self, key: str | None) -> bool:
+        # Serves SessionBase._validate_session_key: a cookie that cannot name a row (longer than the column, or
+        # not made of the characters keys are made of) is no key at all, and costs no lookup.
+        return bool(super()._validate_session_key(key)) and len(key) <= 40 and key.isascii() and key.isalnum()  # type: ignore[arg-type]
 
     @property
     def client(self) -> Client:
@@ -114,31 +119,37 @@ class QSessionStoreMixin(_Base):
         return self._model_instance(await self._aget_or_create_session_key(), data, await self.aget_expiry_date())
 
     def _write(self, obj: Session, must_create: bool) -> None:
-        """One INSERT (``must_create``) or one UPDATE, with Django's errors: ``CreateError`` or ``UpdateError``.
+        """One INSERT (``must_create``) or one UPDATE, failing as Django's store does: ``CreateError``/``UpdateError``.
 
-        A row whose user was deleted meanwhile fails its foreign key; it is written again without the user,
-        so the request goes on and the session is simply no longer signed in.
+        A row whose user was deleted meanwhile fails its foreign key; it is written again without the user, so
+        the request goes on and the session is simply no longer signed in.
         """
         using = router.db_for_write(self.model, instance=obj)
-        for attempt in ("as is", "without user"):
-            try:
+        try:
+            if must_create:
+                # A savepoint, so that a taken key (create() retries) leaves an outer transaction usable.
                 with transaction.atomic(using=using):
-                    if must_create:
-                        obj.save(force_insert=True, using=using)
-                    else:
-                        obj.save(force_update=True, update_fields=_UPDATE_FIELDS, using=using)
-                return
-            except IntegrityError:
-                if attempt == "as is" and obj.user_id is not None and not self._user_exists(obj.user_id, using):
-                    obj.user_id = None
-                    continue
-                if must_create:
-                    raise CreateError from None
-                raise
-            except DatabaseError:
-                if not must_create:
-                    raise UpdateError from None
-                raise
+                    obj.save(force_insert=True, using=using)
+            elif not self._update(obj, using):
+                raise UpdateError
+        except IntegrityError:
+            if obj.user_id is not None and not self._user_exists(obj.user_id, using):
+                obj.user_id = None
+                return self._write(obj, must_create)
+            if must_create:
+                raise CreateError from None
+            raise
+        except DatabaseError:
+            if not must_create:
+                raise UpdateError from None
+            raise
+        return None
+
+    def _update(self, obj: Session, using: str) -> bool:
+        """One UPDATE statement, without a transaction of its own: a vanished row is 0 rows, not an error."""
+        fields = {name: getattr(obj, name) for name in _UPDATE_FIELDS}
+        fields["updated_at"] = timezone.now()
+        return self.model._base_manager.using(using).filter(pk=obj.pk).update(**fields) == 1
 
     def _user_exists(self, user_id: Any, using: str) -> bool:
         return auth.get_user_model()._default_manager.using(using).filter(pk=user_id).exists()

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.sessions.backends.base import SessionBase
+from django.core.cache import caches
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from qsessions.backends import cached_db, db
+
+ENGINES = {"db": db.SessionStore, "cached_db": cached_db.SessionStore}
+
+CHROME_ANDROID = (
+    "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/118.0.0.0 Mobile Safari/537.36"
+)
+FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
+
+
+def pytest_report_header() -> str:
+    db_name = os.environ.get("QSESSIONS_TEST_DB", "sqlite")
+    cache = os.environ.get("QSESSIONS_TEST_CACHE", "locmem")
+    return f"qsessions: database={db_name} cache={cache} user={os.environ.get('QSESSIONS_TEST_USER_MODEL', 'default')}"
+
+
+@pytest.fixture(params=list(ENGINES))
+def engine(request: pytest.FixtureRequest, settings: Any) -> type[SessionBase]:
+    """Each test that takes it runs once per qsessions engine, with SESSION_ENGINE set to match."""
+    settings.SESSION_ENGINE = f"qsessions.backends.{request.param}"
+    return ENGINES[request.param]
+
+
+@pytest.fixture
+def user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user(username="alice", email="alice@example.com", password="secret")
+
+
+@pytest.fixture
+def other_user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user(username="bob", email="bob@example.com", password="secret")
+
+
+@pytest.fixture
+def session_cache() -> Any:
+    return caches["default"]
+
+
+class Statements:
+    """The SQL statements run inside the block, without the savepoints a test's transaction adds."""
+
+    def __init__(self, context: CaptureQueriesContext) -> None:
+        self._context = context
+
+    @property
+    def sql(self) -> list[str]:
+        return [
+            query["sql"]
+            for query in self._context.captured_queries
+            if not query["sql"].upper().startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT"))
+        ]
+
+    @property
+    def kinds(self) -> list[str]:
+        """``["SELECT", "UPDATE", …]``: the first word of each statement."""
+        return [sql.split(None, 1)[0].upper() for sql in self.sql]
+
+
+@pytest.fixture
+def statements() -> Callable[[], Any]:
+    """``with statements() as run: …`` then ``run.kinds``."""
+
+    class _Capture:
+        def __enter__(self) -> Statements:
+            self._context = CaptureQueriesContext(connection)
+            self._context.__enter__()
+            return Statements(self._context)
+
+        def __exit__(self, *exc: object) -> None:
+            self._context.__exit__(*exc)
+
+    return _Capture

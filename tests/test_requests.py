@@ -1,0 +1,206 @@
+"""Whole requests through the middleware stack, sync and async, as a browser makes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.http import HttpResponse
+from django.test import AsyncClient, Client
+
+from qsessions.middleware import SessionMiddleware
+from qsessions.models import Session
+from tests.conftest import CHROME_ANDROID, FIREFOX_LINUX
+
+
+def _login(client: Any, path: str = "/login/") -> Session:
+    response = client.post(path, {"username": "alice", "password": "secret"})
+    assert response.status_code == 200
+    return Session.objects.get(pk=client.cookies[django_settings.SESSION_COOKIE_NAME].value)
+
+
+def _session_key(client: Any) -> str:
+    return client.cookies[django_settings.SESSION_COOKIE_NAME].value
+
+
+@pytest.mark.django_db
+def test_login_records_user_ip_and_user_agent(engine, user):
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR="10.1.2.3")
+    row = _login(client)
+    assert (row.user, row.ip, row.user_agent) == (user, "10.1.2.3", CHROME_ANDROID)
+    assert row.created_at is not None
+    assert row.device == "K / Android 10 / Chrome Mobile 118.0.0.0"
+
+    response = client.get("/read/")
+    assert response.json() == {"user": "alice", "data": {}} or response.json()["user"] == "alice"
+    # The application sees only its own keys: auth's, not the client's.
+    assert all(not key.startswith("_qsessions") for key in response.json()["data"])
+
+
+@pytest.mark.django_db
+def test_logout_deletes_the_session(engine, user):
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID)
+    row = _login(client)
+    client.get("/logout/")
+    assert not Session.objects.filter(pk=row.pk).exists()
+    assert client.get("/read/").json()["user"] == ""
+
+
+@pytest.mark.django_db
+def test_hot_path_cached_db_runs_no_session_sql(settings, user, django_assert_num_queries):
+    settings.SESSION_ENGINE = "qsessions.backends.cached_db"
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID)
+    _login(client)
+    # Reading the session costs no SQL; loading the signed-in user costs its usual one query.
+    with django_assert_num_queries(1) as captured:
+        assert client.get("/read/").json()["user"] == "alice"
+    assert "qsessions_session" not in captured.captured_queries[0]["sql"]
+
+
+@pytest.mark.django_db
+def test_hot_path_db_is_one_select(settings, user, django_assert_num_queries):
+    settings.SESSION_ENGINE = "qsessions.backends.db"
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID)
+    _login(client)
+    with django_assert_num_queries(2) as captured:
+        assert client.get("/read/").json()["user"] == "alice"
+    assert "qsessions_session" in captured.captured_queries[0]["sql"]
+    assert captured.captured_queries[0]["sql"].startswith("SELECT")
+
+
+@pytest.mark.django_db
+def test_write_request_is_one_update(engine, user, statements):
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID)
+    _login(client)
+    client.get("/write/")
+    with statements() as run:
+        assert client.get("/write/").json() == {"counter": 2}
+    session_statements = [sql for sql in run.sql if "qsessions_session" in sql]
+    expected = ["UPDATE"] if engine.__module__.endswith("cached_db") else ["SELECT", "UPDATE"]
+    assert [sql.split()[0] for sql in session_statements] == expected
+
+
+@pytest.mark.django_db
+def test_new_ip_and_user_agent_are_recorded(engine, user):
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR="10.1.2.3")
+    row = _login(client)
+    client.defaults.update(HTTP_USER_AGENT=FIREFOX_LINUX, REMOTE_ADDR="2001:db8::7")
+    assert client.get("/read/").json()["user"] == "alice"
+    row.refresh_from_db()
+    assert (row.ip, row.user_agent) == ("2001:db8::7", FIREFOX_LINUX)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("header", ["HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP", "HTTP_FORWARDED"])
+def test_forwarding_headers_are_not_trusted(engine, user, header):
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR="10.1.2.3", **{header: "6.6.6.6"})
+    assert _login(client).ip == "10.1.2.3"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("remote_addr", ["", "unix:/run/app.sock", "fe80::1%eth0", "garbage", "1.2.3.4, 5.6.7.8"])
+def test_bad_remote_addr_is_stored_as_null(engine, user, remote_addr):
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR=remote_addr)
+    assert _login(client).ip is None
+    assert client.get("/read/").json()["user"] == "alice"
+
+
+@pytest.mark.django_db
+def test_missing_user_agent_and_address(engine, user, rf):
+    request = rf.get("/")
+    del request.META["REMOTE_ADDR"]
+    SessionMiddleware(lambda request: HttpResponse()).process_request(request)
+    request.session["a"] = 1
+    request.session.save()
+    row = Session.objects.get(pk=request.session.session_key)
+    assert (row.ip, row.user_agent, row.device) == (None, None, "")
+
+
+@pytest.mark.django_db
+def test_huge_user_agent(engine, user):
+    client = Client(HTTP_USER_AGENT="x" * 100_000)
+    assert len(_login(client).user_agent) == 300
+
+
+@pytest.mark.django_db
+def test_malformed_cookie_is_a_new_anonymous_session(engine, user):
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID)
+    for value in ["", "short", "x" * 4000, "ключ-сессии-ключ", "../../etc/passwd", "A" * 40, "a" * 41]:
+        # As a WSGI server passes it: the cookie header's bytes, decoded as latin-1.
+        cookie = f"{django_settings.SESSION_COOKIE_NAME}={value}".encode().decode("latin-1")
+        response = client.get("/write/", HTTP_COOKIE=cookie)
+        assert response.status_code == 200
+        assert response.json() == {"counter": 1}
+
+
+@pytest.mark.django_db
+def test_revoked_session_is_signed_out(engine, user):
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID)
+    row = _login(client)
+    user.session_set.all().delete()
+    assert not Session.objects.filter(pk=row.pk).exists()
+    assert client.get("/read/").json()["user"] == ""
+
+
+@pytest.mark.django_db
+def test_session_deleted_by_instance_is_signed_out(engine, user):
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID)
+    _login(client).delete()
+    assert client.get("/read/").json()["user"] == ""
+
+
+@pytest.mark.django_db
+def test_deleted_user_does_not_crash_the_request(engine, user):
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID)
+    _login(client)
+    user.delete()
+    assert client.get("/read/").json()["user"] == ""
+    assert client.get("/write/").status_code in (200, 400)
+
+
+# The async path: the middleware under an async handler, and views that use the async session API.
+
+
+class AsyncClientAt(AsyncClient):
+    """An ASGI test client whose connection comes from ``address``, sending ``user_agent``."""
+
+    def __init__(self, address: str, user_agent: str) -> None:
+        super().__init__()
+        self.address, self.user_agent = address, user_agent
+
+    def _base_scope(self, **request: Any) -> dict[str, Any]:
+        scope: dict[str, Any] = super()._base_scope(**request)
+        scope["client"] = [self.address, 40000]
+        scope["headers"].append((b"user-agent", self.user_agent.encode()))
+        return scope
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_async_login_records_user_ip_and_user_agent(engine, user):
+    client = AsyncClientAt("10.7.7.7", CHROME_ANDROID)
+    response = await client.post("/async/login/", {"username": "alice", "password": "secret"})
+    assert response.status_code == 200
+    row = await Session.objects.select_related("user").aget(pk=_session_key(client))
+    assert (row.user, row.ip, row.user_agent) == (user, "10.7.7.7", CHROME_ANDROID)
+
+    response = await client.get("/async/read/")
+    assert response.json()["user"] == "alice"
+    assert all(not key.startswith("_qsessions") for key in response.json()["data"])
+
+    response = await client.get("/async/write/")
+    assert response.json() == {"counter": 1}
+    row = await Session.objects.aget(pk=_session_key(client))
+    assert row.get_decoded()["counter"] == 1
+    assert row.created_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_async_new_client_is_recorded(engine, user):
+    client = AsyncClientAt("10.7.7.7", CHROME_ANDROID)
+    await client.post("/async/login/", {"username": "alice", "password": "secret"})
+    elsewhere = AsyncClientAt("10.8.8.8", FIREFOX_LINUX)
+    elsewhere.cookies = client.cookies
+    assert (await elsewhere.get("/async/read/")).json()["user"] == "alice"
+    row = await Session.objects.aget(pk=_session_key(client))
+    assert (row.ip, row.user_agent) == ("10.8.8.8", FIREFOX_LINUX)
