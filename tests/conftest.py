@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.cache import caches
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from qsessions.backends import cached_db, db
@@ -15,8 +16,7 @@ from qsessions.backends import cached_db, db
 ENGINES = {"db": db.SessionStore, "cached_db": cached_db.SessionStore}
 
 CHROME_ANDROID = (
-    "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/118.0.0.0 Mobile Safari/537.36"
+    "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/118.0.0.0 Mobile Safari/537.36"
 )
 FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
 
@@ -32,6 +32,13 @@ def engine(request: pytest.FixtureRequest, settings: Any) -> type[SessionBase]:
     """Each test that takes it runs once per qsessions engine, with SESSION_ENGINE set to match."""
     settings.SESSION_ENGINE = f"qsessions.backends.{request.param}"
     return ENGINES[request.param]
+
+
+@pytest.fixture
+async def close_thread_connections() -> AsyncIterator[None]:
+    """Close the connections that the async ORM opened in its worker thread, so the test database can be dropped."""
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ Servers are reached on 127.0.0.1 with their default ports; ``QSESSIONS_TEST_*_HO
 
 import os
 
-SECRET_KEY = "qsessions-tests-not-secret"  # noqa: S105
+SECRET_KEY = "qsessions-tests-not-secret"
 DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"

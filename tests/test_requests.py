@@ -177,6 +177,7 @@ class AsyncClientAt(AsyncClient):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
 async def test_async_login_records_user_ip_and_user_agent(engine, user):
     client = AsyncClientAt("10.7.7.7", CHROME_ANDROID)
     response = await client.post("/async/login/", {"username": "alice", "password": "secret"})
@@ -196,6 +197,7 @@ async def test_async_login_records_user_ip_and_user_agent(engine, user):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
 async def test_async_new_client_is_recorded(engine, user):
     client = AsyncClientAt("10.7.7.7", CHROME_ANDROID)
     await client.post("/async/login/", {"username": "alice", "password": "secret"})

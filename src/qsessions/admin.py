@@ -94,4 +94,3 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_change_permission(self, request: HttpRequest, obj: Session | None = None) -> bool:
         return False
-

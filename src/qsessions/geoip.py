@@ -1,13 +1,207 @@
-"""Placeholder: being written (location_info / describe)."""
+"""Where an IP address is, from MaxMind's GeoIP2 / GeoLite2 databases.
+
+The ``geoip2`` package is an optional extra, so it is imported only when a lookup needs it. The database is found
+with Django's own settings (``GEOIP_PATH``, ``GEOIP_CITY``, ``GEOIP_COUNTRY``) and the rules of
+``django.contrib.gis.geoip2.GeoIP2``, but each file is opened once and its reader shared by every call and thread.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import ipaddress
+import logging
+import os
+import stat
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+if TYPE_CHECKING:
+    from geoip2.database import Reader
+    from geoip2.models import City, Country
+
+logger = logging.getLogger(__name__)
+
+#: One version of a file: ``os.replace`` gives it a new inode, a rewrite in place a new mtime or size.
+Stamp = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class _Database:
+    path: str
+    stamp: Stamp
+    #: ``None`` when the file cannot be used, so that it is not tried again until it changes.
+    reader: Reader | None
+    is_city: bool = False
+
+
+# Reentrant, because warnings are given while the lock is held to open a database.
+_lock = threading.RLock()
+#: File path -> that file, opened.
+_databases: dict[str, _Database] = {}
+#: ``(GEOIP_PATH, GEOIP_CITY, GEOIP_COUNTRY)`` -> the file they led to last time.
+_resolved: dict[tuple[str, str, str], str] = {}
+_warned: set[str] = set()
 
 
 def location_info(ip: str | None) -> dict[str, Any] | None:
-    return None
+    """What the GeoIP database knows of ``ip``, with the keys of Django's ``GeoIP2.city()``.
+
+    From a country database, the keys it cannot know (city, coordinates, region…) are ``None``. ``None`` without an
+    address, a usable database, or an entry for the address; problems with the setup are logged, never raised.
+    """
+    if not ip:
+        return None
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        # Not an address: unlike Django, never resolve a host name while rendering a page.
+        return None
+    database = _database()
+    if database is None or database.reader is None:
+        return None
+
+    from geoip2.errors import AddressNotFoundError
+
+    try:
+        if database.is_city:
+            return _city_dict(database.reader.city(ip))
+        return _country_dict(database.reader.country(ip))
+    except (AddressNotFoundError, ValueError):
+        # ValueError: an IPv6 address looked up in an IPv4-only database, which is as good as not found.
+        return None
+    except Exception as exc:
+        # A database can be damaged beyond its header, which only shows when a lookup reaches the bad part.
+        _warn_once(f"lookup:{database.path}:{database.stamp}", "GeoIP lookup in %s failed: %s", database.path, exc)
+        return None
 
 
 def describe(info: dict[str, Any] | None) -> str | None:
-    return None
+    """``"City, Country"``, ``"Country"`` or ``None``, from what ``location_info`` returned."""
+    if not info or not info.get("country_name"):
+        return None
+    if info.get("city"):
+        return f"{info['city']}, {info['country_name']}"
+    return str(info["country_name"])
+
+
+def _country_dict(response: Country) -> dict[str, Any]:
+    return {
+        "accuracy_radius": None,
+        "city": None,
+        "continent_code": response.continent.code,
+        "continent_name": response.continent.name,
+        "country_code": response.country.iso_code,
+        "country_name": response.country.name,
+        "is_in_european_union": response.country.is_in_european_union,
+        "latitude": None,
+        "longitude": None,
+        "metro_code": None,
+        "postal_code": None,
+        "region_code": None,
+        "region_name": None,
+        "time_zone": None,
+        "dma_code": None,
+        "region": None,
+    }
+
+
+def _city_dict(response: City) -> dict[str, Any]:
+    # The first subdivision is the largest one (a state, not a county), which is the one Django reports.
+    region = response.subdivisions[0] if response.subdivisions else None
+    return {
+        **_country_dict(response),
+        "accuracy_radius": response.location.accuracy_radius,
+        "city": response.city.name,
+        "latitude": response.location.latitude,
+        "longitude": response.location.longitude,
+        "metro_code": response.location.metro_code,
+        "postal_code": response.postal.code,
+        "region_code": region.iso_code if region else None,
+        "region_name": region.name if region else None,
+        "time_zone": response.location.time_zone,
+        "dma_code": response.location.metro_code,
+        "region": region.iso_code if region else None,
+    }
+
+
+def _warn_once(problem: str, message: str, *args: object) -> None:
+    # Lookups run for every session shown: a broken setup must not flood the logs.
+    with _lock:
+        if problem in _warned:
+            return
+        _warned.add(problem)
+    logger.warning(message, *args)
+
+
+def _stamp(path: str) -> Stamp | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+def _database() -> _Database | None:
+    """The database the settings lead to, opened again when the file has changed since it was opened."""
+    try:
+        from geoip2.database import Reader
+        from maxminddb import MODE_AUTO
+    except ImportError:
+        _warn_once("no-geoip2", "The geoip2 package is not installed: sessions have no location.")
+        return None
+
+    location = getattr(settings, "GEOIP_PATH", None)
+    if not location:
+        _warn_once("no-path", "GEOIP_PATH is not set: sessions have no location.")
+        return None
+    key = (
+        os.fspath(location),
+        os.fspath(getattr(settings, "GEOIP_CITY", "GeoLite2-City.mmdb")),
+        os.fspath(getattr(settings, "GEOIP_COUNTRY", "GeoLite2-Country.mmdb")),
+    )
+
+    # The usual case costs one stat: the file found last time is still the same file.
+    path = _resolved.get(key)
+    if path is not None:
+        database = _databases.get(path)
+        if database is not None and _stamp(path) == database.stamp:
+            return database
+
+    with _lock:
+        # Look again from the start, as a download may have put a city database next to a country one.
+        base, city, country = key
+        for path in (base, os.path.join(base, city), os.path.join(base, country)):
+            stamp = _stamp(path)
+            if stamp is not None:
+                break
+        else:
+            _resolved.pop(key, None)
+            _warn_once(f"missing:{base}", "No GeoIP database at GEOIP_PATH %s: sessions have no location.", base)
+            return None
+        _resolved[key] = path
+        database = _databases.get(path)
+        if database is None or database.stamp != stamp:
+            # The previous reader is not closed: another thread may be in the middle of a lookup with it. It closes
+            # by itself once nothing refers to it.
+            database = _databases[path] = _open(Reader, MODE_AUTO, path, stamp)
+        return database
+
+
+def _open(reader_class: type[Reader], mode: int, path: str, stamp: Stamp) -> _Database:
+    try:
+        reader = reader_class(path, mode=mode)
+    except Exception as exc:
+        _warn_once(f"unreadable:{path}:{stamp}", "Cannot read the GeoIP database %s: %s", path, exc)
+        return _Database(path, stamp, None)
+    database_type = reader.metadata().database_type
+    if "City" not in database_type and "Country" not in database_type:
+        reader.close()
+        _warn_once(
+            f"unsupported:{path}:{stamp}", "%s is a %s database, not a city or country one.", path, database_type
+        )
+        return _Database(path, stamp, None)
+    return _Database(path, stamp, reader, is_city="City" in database_type)

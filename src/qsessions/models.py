@@ -67,7 +67,8 @@ class Session(AbstractBaseSession):
     """A session, with the user it belongs to and the client that last used it."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE)
-    user_agent = models.CharField(null=True, blank=True, max_length=300)
+    # NULL, not "", for "unknown": the column is nullable in the published schema, which this one keeps.
+    user_agent = models.CharField(null=True, blank=True, max_length=300)  # noqa: DJ001
     created_at = models.DateTimeField(null=True)
     updated_at = models.DateTimeField(auto_now=True)
     ip = models.GenericIPAddressField(null=True, blank=True, verbose_name=_("IP"))

@@ -9,7 +9,8 @@ from qsessions.backends.base import QSessionStoreMixin
 #: The published package's prefix: cache entries it wrote stay readable, and ours stay readable by it.
 KEY_PREFIX = "qsessions.q_cached_db"
 
-logger = logging.getLogger("qsessions")
+# Django's logger and message, so a site's logging set-up for sessions keeps working.
+logger = logging.getLogger("django.contrib.sessions")
 
 
 class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
@@ -29,7 +30,7 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
         try:
             self._cache.set(self.cache_key, self._payload(self._session), self.get_expiry_age())
         except Exception:
-            logger.exception("Error saving the session to the cache (%s)", self._cache)
+            logger.exception("Error saving to cache (%s)", self._cache)
         return None
 
     async def asave(self, must_create: bool = False) -> None:
@@ -42,7 +43,7 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
                 await self.acache_key(), self._payload(await self._aget_session()), await self.aget_expiry_age()
             )
         except Exception:
-            logger.exception("Error saving the session to the cache (%s)", self._cache)
+            logger.exception("Error saving to cache (%s)", self._cache)
         return None
 
     def delete(self, session_key: str | None = None) -> None:

@@ -1,0 +1,135 @@
+"""Data written by the published django-qsessions 2.x keeps working here, and the other way round.
+
+The published package's rows and cache entries are built here from its documented format (columns, payload keys,
+cache prefix) with Django's signing directly, not with this package's code.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.core import signing
+from django.core.cache import caches
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from qsessions.models import Session
+from tests.conftest import CHROME_ANDROID
+
+PUBLISHED_SALT = "django.contrib.sessions.SessionStore"
+PUBLISHED_CACHE_PREFIX = "qsessions.q_cached_db"
+PUBLISHED_COLUMNS = {
+    "session_key": False,
+    "session_data": False,
+    "expire_date": False,
+    "user_id": True,
+    "user_agent": True,
+    "created_at": True,
+    "updated_at": False,
+    "ip": True,
+}
+
+
+def _published_payload(user, ip: str | None, user_agent: str) -> tuple[dict[str, object], str]:
+    data = {
+        SESSION_KEY: str(user.pk),
+        BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
+        HASH_SESSION_KEY: user.get_session_auth_hash(),
+        "_qsessions_ip": ip,
+        "_qsessions_user_agent": user_agent,
+        "cart": [1, 2, 3],
+    }
+    return data, signing.dumps(data, salt=PUBLISHED_SALT, serializer=signing.JSONSerializer, compress=True)
+
+
+def _insert_published_row(key: str, user, ip: str | None, user_agent: str) -> dict[str, object]:
+    data, encoded = _published_payload(user, ip, user_agent)
+    now = timezone.now()
+    table = connection.ops.quote_name("qsessions_session")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (session_key, session_data, expire_date, user_agent, updated_at, ip, user_id, "
+            "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                key,
+                encoded,
+                connection.ops.adapt_datetimefield_value(now + timedelta(days=14)),
+                user_agent,
+                connection.ops.adapt_datetimefield_value(now),
+                ip,
+                user._meta.pk.get_db_prep_value(user.pk, connection),
+                connection.ops.adapt_datetimefield_value(now - timedelta(days=3)),
+            ],
+        )
+    return data
+
+
+def _columns() -> dict[str, bool]:
+    with connection.cursor() as cursor:
+        description = connection.introspection.get_table_description(cursor, "qsessions_session")
+    return {column.name: bool(column.null_ok) for column in description}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_published_migrations_give_the_published_schema():
+    call_command("migrate", "qsessions", "0002", verbosity=0)
+    try:
+        assert _columns() == PUBLISHED_COLUMNS
+    finally:
+        call_command("migrate", "qsessions", verbosity=0)
+    assert set(PUBLISHED_COLUMNS) <= set(_columns())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sessions_of_the_published_package_stay_signed_in(engine, user):
+    call_command("migrate", "qsessions", "0002", verbosity=0)
+    keys = {f"published{index:02d}{'x' * 20}": ("10.0.0.5" if index else None) for index in range(3)}
+    try:
+        for key, ip in keys.items():
+            _insert_published_row(key, user, ip, CHROME_ANDROID if ip else "")
+    finally:
+        call_command("migrate", "qsessions", verbosity=0)
+
+    for key, ip in keys.items():
+        client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR=ip or "127.0.0.1")
+        client.cookies["sessionid"] = key
+        response = client.get("/read/")
+        assert response.json()["user"] == "alice", key
+        assert response.json()["data"]["cart"] == [1, 2, 3]
+        assert "_qsessions_ip" not in response.json()["data"]
+        row = Session.objects.get(pk=key)
+        assert row.user == user
+        assert row.created_at < timezone.now() - timedelta(days=2)
+
+
+@pytest.mark.django_db
+def test_cache_entries_of_the_published_package_are_read_without_sql(settings, user, django_assert_num_queries):
+    settings.SESSION_ENGINE = "qsessions.backends.cached_db"
+    key = "publishedcache" + "y" * 18
+    data = _insert_published_row(key, user, "10.0.0.5", CHROME_ANDROID)
+    caches["default"].set(PUBLISHED_CACHE_PREFIX + key, data, 3600)
+
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR="10.0.0.5")
+    client.cookies["sessionid"] = key
+    with django_assert_num_queries(1) as queries:  # the user, not the session
+        assert client.get("/read/").json()["user"] == "alice"
+    assert "qsessions_session" not in queries.captured_queries[0]["sql"]
+
+
+@pytest.mark.django_db
+def test_what_we_write_is_what_the_published_package_reads(engine, user):
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR="10.0.0.9")
+    assert client.post("/login/", {"username": "alice", "password": "secret"}).status_code == 200
+    key = client.cookies["sessionid"].value
+
+    row = Session.objects.get(pk=key)
+    payload = signing.loads(row.session_data, salt=PUBLISHED_SALT, serializer=signing.JSONSerializer)
+    assert payload["_qsessions_ip"] == "10.0.0.9"
+    assert payload["_qsessions_user_agent"] == CHROME_ANDROID
+    assert payload[SESSION_KEY] == str(user.pk)
+    if engine.__module__.endswith("cached_db"):
+        assert caches["default"].get(PUBLISHED_CACHE_PREFIX + key) == payload

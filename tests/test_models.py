@@ -1,0 +1,121 @@
+"""The Session model: its queries, its cache-aware deletes and its device description."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from qsessions.backends.cached_db import KEY_PREFIX
+from qsessions.models import DELETE_BATCH_SIZE, Session
+from tests.conftest import CHROME_ANDROID, FIREFOX_LINUX
+
+pytestmark = pytest.mark.django_db
+
+
+def _saved(engine, user=None, **data):
+    store = engine(user_agent=CHROME_ANDROID, ip="10.1.2.3")
+    if user is not None:
+        store["_auth_user_id"] = str(user.pk)
+    store.update(data or {"a": 1})
+    store.save()
+    return store
+
+
+def test_user_session_set(engine, user, other_user):
+    mine = {_saved(engine, user).session_key for _ in range(3)}
+    _saved(engine, other_user)
+    assert set(user.session_set.values_list("pk", flat=True)) == mine
+    assert set(user.session_set.filter(expire_date__gt=timezone.now()).values_list("pk", flat=True)) == mine
+
+
+def test_active_and_expired(engine):
+    live = _saved(engine).session_key
+    gone = _saved(engine).session_key
+    Session.objects.filter(pk=gone).update(expire_date=timezone.now() - timedelta(minutes=1))
+    assert list(Session.objects.active().values_list("pk", flat=True)) == [live]
+    assert list(Session.objects.expired().values_list("pk", flat=True)) == [gone]
+    assert Session.objects.get(pk=live).is_active
+    assert not Session.objects.get(pk=gone).is_active
+
+
+def test_queryset_delete_removes_rows_and_cache_entries(engine, user, other_user, session_cache, statements):
+    mine = [_saved(engine, user).session_key for _ in range(3)]
+    theirs = _saved(engine, other_user).session_key
+
+    with statements() as run:
+        deleted = user.session_set.all().delete()
+
+    assert deleted == (3, {"qsessions.Session": 3})
+    assert run.kinds == ["SELECT", "DELETE"]
+    assert not Session.objects.filter(pk__in=mine).exists()
+    for key in mine:
+        assert session_cache.get(KEY_PREFIX + key) is None
+        assert engine(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").load() == {}
+    assert Session.objects.filter(pk=theirs).exists()
+    assert engine(theirs, user_agent=CHROME_ANDROID, ip="10.1.2.3").load() == {
+        "_auth_user_id": str(other_user.pk),
+        "a": 1,
+    }
+
+
+def test_queryset_delete_in_batches(engine, statements):
+    keys = [_saved(engine).session_key for _ in range(DELETE_BATCH_SIZE + 1)]
+    with statements() as run:
+        assert Session.objects.all().delete() == (len(keys), {"qsessions.Session": len(keys)})
+    assert run.kinds == ["SELECT", "DELETE", "DELETE"]
+    assert not Session.objects.exists()
+
+
+def test_instance_delete_removes_row_and_cache_entry(engine, session_cache, statements):
+    key = _saved(engine).session_key
+    session = Session.objects.get(pk=key)
+    with statements() as run:
+        assert session.delete() == (1, {"qsessions.Session": 1})
+    assert run.kinds == ["DELETE"]
+    assert session_cache.get(KEY_PREFIX + key) is None
+    assert engine(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").load() == {}
+
+
+def test_db_engine_delete_leaves_the_cache_alone(settings, session_cache):
+    from qsessions.backends.db import SessionStore
+
+    settings.SESSION_ENGINE = "qsessions.backends.db"
+    key = _saved(SessionStore).session_key
+    session_cache.set(KEY_PREFIX + key, "unrelated")
+    Session.objects.filter(pk=key).delete()
+    assert session_cache.get(KEY_PREFIX + key) == "unrelated"
+
+
+def test_str_is_the_key():
+    assert str(Session(session_key="k" * 32)) == "k" * 32
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "device"),
+    [
+        (CHROME_ANDROID, "K / Android 10 / Chrome Mobile 118.0.0.0"),
+        (FIREFOX_LINUX, "Other / Linux / Firefox 120.0"),
+        (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+            "Version/17.1 Mobile/15E148 Safari/604.1",
+            "iPhone / iOS 17.1 / Mobile Safari 17.1",
+        ),
+        ("curl/8.4.0", "Other / Other / curl 8.4.0"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_device(user_agent, device):
+    session = Session(user_agent=user_agent)
+    assert session.device == device
+
+
+def test_device_info():
+    info = Session(user_agent=CHROME_ANDROID).device_info
+    assert info is not None
+    assert info.device.family == "K"
+    assert (info.os.family, info.os.major) == ("Android", "10")
+    assert (info.user_agent.family, info.user_agent.major) == ("Chrome Mobile", "118")
+    assert Session(user_agent=None).device_info is None
