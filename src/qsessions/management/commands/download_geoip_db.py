@@ -19,7 +19,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-DEFAULT_DOWNLOAD_URL = "https://download.maxmind.com/app/geoip_download"
+from qsessions.conf import conf
+
 #: Seconds to wait for the server to answer, and then between two pieces of the download.
 TIMEOUT = 60
 #: Each edition, with the setting naming its file and the word its database type must contain.
@@ -51,7 +52,7 @@ class Command(BaseCommand):
         "Download the GeoLite2 City and Country databases from MaxMind into GEOIP_PATH, replacing the files named "
         "by GEOIP_CITY and GEOIP_COUNTRY only once each new one has been checked. Needs a MaxMind license key: "
         "-k/--maxmind-license-key, or the MAXMIND_LICENSE_KEY environment variable. The QSESSIONS_GEOIP_DOWNLOAD_URL "
-        f"setting changes where the archives come from (default: {DEFAULT_DOWNLOAD_URL}); the edition_id, "
+        "setting changes where the archives come from (default: MaxMind's download service); the edition_id, "
         "license_key and suffix query parameters are added to it."
     )
 
@@ -86,7 +87,7 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot create GEOIP_PATH {directory}: {exc}") from exc
 
         self.key = key
-        base_url = getattr(settings, "QSESSIONS_GEOIP_DOWNLOAD_URL", DEFAULT_DOWNLOAD_URL)
+        base_url = conf.GEOIP_DOWNLOAD_URL
         verbosity: int = options["verbosity"]
         for edition, setting, default_name, kind in EDITIONS:
             target = directory / getattr(settings, setting, default_name)
