@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 from django.http import HttpRequest
 
@@ -18,6 +19,13 @@ def clean_ip(value: object) -> str | None:
     """
     if not isinstance(value, str) or not value or len(value) > 45:
         return None
+    if ":" not in value:
+        # IPv4, the usual case on every request: the C library checks it in a fraction of ipaddress' time, and as
+        # strictly (four decimal octets, no leading zeros).
+        try:
+            return socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, value))
+        except (OSError, ValueError):
+            return None
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
