@@ -74,6 +74,7 @@ def test_instance_delete_removes_row_and_cache_entry(engine, session_cache, stat
     with statements() as run:
         assert session.delete() == (1, {"qsessions.Session": 1})
     assert run.kinds == ["DELETE"]
+    assert session.pk is None
     assert session_cache.get(KEY_PREFIX + key) is None
     assert engine(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").load() == {}
 

@@ -89,6 +89,8 @@ class Session(AbstractBaseSession):
     def delete(self, using: str | None = None, keep_parents: bool = False) -> tuple[int, dict[str, int]]:
         """Delete the row and its cache entry."""
         deleted = delete_sessions([self.pk], using=using or self._state.db)
+        # As Model.delete() does: the instance no longer names a row.
+        self.pk = None
         return deleted, {self._meta.label: deleted}
 
     delete.alters_data = True  # type: ignore[attr-defined]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.contrib import auth
 from django.contrib.sessions.backends.base import CreateError, UpdateError
-from django.core.exceptions import ValidationError
+from django.core.exceptions import SuspiciousOperation, ValidationError
 from django.db import DatabaseError, IntegrityError, models, router, transaction
 from django.utils import timezone
 
@@ -69,16 +70,47 @@ class QSessionStoreMixin(_Base):
 
     def _take_client(self, data: dict[str, Any]) -> dict[str, Any]:
         """Move the client out of freshly loaded data; mark the session modified if the client changed."""
-        stored_ip, stored_user_agent = data.pop(IP_SESSION_KEY, None), data.pop(USER_AGENT_SESSION_KEY, None)
-        self._stored_client = (clean_ip(stored_ip), clean_user_agent(stored_user_agent))
-        if self.tracks_client and self.session_key is not None and self._stored_client != self.client:
-            self.modified = True
+        stored = (data.pop(IP_SESSION_KEY, None), data.pop(USER_AGENT_SESSION_KEY, None))
+        if stored != self.client:
+            # Only a client that differs needs a second look: it may have been stored unnormalised (an empty user
+            # agent, by the published package) and be the same client after all.
+            stored = (clean_ip(stored[0]), clean_user_agent(stored[1]))
+            if self.tracks_client and self.session_key is not None and stored != self.client:
+                self.modified = True
+        self._stored_client = stored
         return data
 
     def _payload(self, data: dict[str, Any]) -> dict[str, Any]:
         """The data as it is stored: the application's keys plus the client's."""
         ip, user_agent = self.client
         return {**data, IP_SESSION_KEY: ip, USER_AGENT_SESSION_KEY: user_agent}
+
+    def _live_row(self) -> models.QuerySet[Any]:
+        """The two columns a load reads (the row has eight, and building a model instance is most of a load)."""
+        return self.model.objects.filter(session_key=self.session_key, expire_date__gt=timezone.now()).values_list(
+            "session_data", "expire_date", named=True
+        )
+
+    def _get_session_from_db(self) -> Any:
+        # Serves DBStore._get_session_from_db: returns what Django's does, minus the columns nobody reads.
+        try:
+            return self._live_row().get()
+        except (self.model.DoesNotExist, SuspiciousOperation) as exc:
+            self._forget_key(exc)
+            return None
+
+    async def _aget_session_from_db(self) -> Any:
+        # Serves DBStore._aget_session_from_db.
+        try:
+            return await self._live_row().aget()
+        except (self.model.DoesNotExist, SuspiciousOperation) as exc:
+            self._forget_key(exc)
+            return None
+
+    def _forget_key(self, exc: Exception) -> None:
+        if isinstance(exc, SuspiciousOperation):
+            logging.getLogger(f"django.security.{exc.__class__.__name__}").warning(str(exc))
+        self._session_key = None
 
     def load(self) -> dict[str, Any]:
         # Serves SessionBase.load.
@@ -176,11 +208,16 @@ class QSessionStoreMixin(_Base):
         # Serves DBStore.delete: one DELETE, where Django's reads the row first.
         session_key = self.session_key if session_key is None else session_key
         if session_key is not None:
-            models.QuerySet.delete(self.model._base_manager.filter(pk=session_key))
+            self._delete_row(session_key)
 
     async def adelete(self, session_key: str | None = None) -> None:
         # Serves DBStore.adelete.
-        await sync_to_async(self.delete)(session_key)
+        session_key = self.session_key if session_key is None else session_key
+        if session_key is not None:
+            await sync_to_async(self._delete_row)(session_key)
+
+    def _delete_row(self, session_key: str) -> None:
+        models.QuerySet.delete(self.model._base_manager.filter(pk=session_key))
 
     @classmethod
     def clear_expired(cls) -> None:

@@ -46,16 +46,7 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
             logger.exception("Error saving to cache (%s)", self._cache)
         return None
 
-    def delete(self, session_key: str | None = None) -> None:
-        # Serves CachedDBStore.delete: the row first, so a concurrent cache miss cannot re-cache it.
-        session_key = self.session_key if session_key is None else session_key
-        if session_key is not None:
-            super().delete(session_key)
-            self._cache.delete(self.cache_key_prefix + session_key)
-
-    async def adelete(self, session_key: str | None = None) -> None:
-        # Serves CachedDBStore.adelete.
-        session_key = self.session_key if session_key is None else session_key
-        if session_key is not None:
-            await super().adelete(session_key)
-            await self._cache.adelete(self.cache_key_prefix + session_key)
+    def _delete_row(self, session_key: str) -> None:
+        # Serves QSessionStoreMixin.delete/adelete: the row first, so a concurrent cache miss cannot re-cache it.
+        super()._delete_row(session_key)
+        self._cache.delete(self.cache_key_prefix + session_key)
