@@ -1,0 +1,267 @@
+"""Requests through Django's handler and middleware stack, for Django's session engines and ours, side by side.
+
+    .venv/bin/python bench/requests.py [--db sqlite|postgresql|mariadb] [--cache locmem|redis] [--rounds 20]
+        [--requests 100]
+
+The engines take turns within each round (in an order that rotates), so drift on the machine hits all of them alike.
+For each scenario it prints the median time per request, its ratio to Django's engine of the same kind (``db`` or
+``cached_db``), and the SQL statements and cache round-trips one request costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+ENGINES = {
+    "django db": ("django.contrib.sessions.backends.db", "django.contrib.sessions.middleware.SessionMiddleware"),
+    "qsessions db": ("qsessions.backends.db", "qsessions.middleware.SessionMiddleware"),
+    "django cached_db": (
+        "django.contrib.sessions.backends.cached_db",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+    ),
+    "qsessions cached_db": ("qsessions.backends.cached_db", "qsessions.middleware.SessionMiddleware"),
+}
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
+
+
+def configure(db: str, cache: str) -> None:
+    from django.conf import settings
+
+    databases = {
+        "sqlite": {"ENGINE": "django.db.backends.sqlite3", "NAME": "bench.sqlite3", "TEST": {"NAME": None}},
+        "postgresql": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "qsessions_bench",
+            "USER": "postgres",
+            "HOST": "127.0.0.1",
+        },
+        "mariadb": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": "qsessions_bench",
+            "USER": "root",
+            "HOST": "127.0.0.1",
+            "OPTIONS": {"charset": "utf8mb4"},
+        },
+    }
+    caches = {
+        "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:6379/13"},
+    }
+    settings.configure(
+        SECRET_KEY="bench",
+        DEBUG=False,
+        USE_TZ=True,
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=__name__,
+        DATABASES={"default": databases[db]},
+        CACHES={"default": caches[cache]},
+        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions", "qsessions"],
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+        SILENCED_SYSTEM_CHECKS=["qsessions.W001"],
+    )
+
+
+# Views: what a page does with its session in each scenario.
+
+
+def anonymous(request: Any) -> Any:
+    from django.http import HttpResponse
+
+    return HttpResponse("hello")
+
+
+def read(request: Any) -> Any:
+    from django.http import HttpResponse
+
+    return HttpResponse(request.user.get_username())
+
+
+def write(request: Any) -> Any:
+    from django.http import HttpResponse
+
+    request.session["counter"] = request.session.get("counter", 0) + 1
+    return HttpResponse(str(request.session["counter"]))
+
+
+def login_view(request: Any) -> Any:
+    from django.contrib.auth import authenticate, login
+    from django.http import HttpResponse
+
+    login(request, authenticate(request, username="bench", password="bench"))
+    return HttpResponse("ok")
+
+
+def _urls() -> list[Any]:
+    from django.urls import path
+    from django.views.decorators.csrf import csrf_exempt
+
+    return [
+        path("anonymous/", anonymous),
+        path("read/", read),
+        path("write/", write),
+        path("login/", csrf_exempt(login_view)),
+    ]
+
+
+class Counter:
+    """SQL statements (through an execute wrapper) and cache round-trips (through the cache's methods)."""
+
+    CACHE_METHODS = ("get", "set", "add", "delete", "get_many", "set_many", "delete_many", "has_key", "touch")
+
+    def __init__(self) -> None:
+        from django.core.cache import caches
+        from django.db import connection
+
+        self.sql = 0
+        self.cache = 0
+        connection.execute_wrappers.append(self._count_sql)
+        cache = caches["default"]
+        for name in self.CACHE_METHODS:
+            setattr(cache, name, self._counting(getattr(cache, name)))
+
+    def _count_sql(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        self.sql += 1
+        return execute(sql, params, many, context)
+
+    def _counting(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.cache += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def make_client(engine: str) -> Any:
+    from django.test import Client, override_settings
+
+    session_engine, session_middleware = ENGINES[engine]
+    middleware = [
+        session_middleware,
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+    ]
+    with override_settings(SESSION_ENGINE=session_engine, MIDDLEWARE=middleware):
+        client = Client(HTTP_USER_AGENT=USER_AGENT)
+        client.handler.load_middleware()
+    client.engine = session_engine
+    return client
+
+
+def signed_in(engine: str) -> Any:
+    client = make_client(engine)
+    assert client.post("/login/").status_code == 200
+    return client
+
+
+# Each scenario: (set-up once per engine and round, one request). A request returns nothing; failures raise.
+def scenario_anonymous(engine: str) -> Callable[[int], None]:
+    client = make_client(engine)
+    return lambda index: _ok(client.get("/anonymous/"))
+
+
+def scenario_read(engine: str) -> Callable[[int], None]:
+    client = signed_in(engine)
+    return lambda index: _ok(client.get("/read/"))
+
+
+def scenario_write(engine: str) -> Callable[[int], None]:
+    client = signed_in(engine)
+    return lambda index: _ok(client.get("/write/"))
+
+
+def scenario_login(engine: str) -> Callable[[int], None]:
+    client = make_client(engine)
+
+    def one(index: int) -> None:
+        client.cookies.clear()
+        _ok(client.post("/login/"))
+
+    return one
+
+
+def scenario_new_ip(engine: str) -> Callable[[int], None]:
+    client = signed_in(engine)
+    return lambda index: _ok(client.get("/read/", REMOTE_ADDR=f"10.0.{index // 250 % 250}.{index % 250 + 1}"))
+
+
+def _ok(response: Any) -> None:
+    if response.status_code != 200:
+        raise RuntimeError(f"HTTP {response.status_code}")
+
+
+SCENARIOS = {
+    "anonymous, no session": scenario_anonymous,
+    "signed in, reads session (hot path)": scenario_read,
+    "signed in, writes session": scenario_write,
+    "login (new session)": scenario_login,
+    "signed in, new IP every request": scenario_new_ip,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "mariadb"], default="sqlite")
+    parser.add_argument("--cache", choices=["locmem", "redis"], default="locmem")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=100, help="requests per engine, scenario and round")
+    options = parser.parse_args()
+
+    configure(options.db, options.cache)
+    import django
+
+    django.setup()
+    globals()["urlpatterns"] = _urls()
+    from django.contrib.auth import get_user_model
+    from django.core.cache import caches
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()
+    connection.creation.create_test_db(verbosity=0)
+    caches["default"].clear()
+    get_user_model().objects.create_user("bench", password="bench")
+    counter = Counter()
+
+    print(f"database={options.db} cache={options.cache} rounds={options.rounds} requests={options.requests}")
+    print(f"{'scenario':38} {'engine':20} {'median µs':>10} {'ratio':>7} {'SQL/req':>8} {'cache/req':>9}")
+    engines = list(ENGINES)
+    for title, scenario in SCENARIOS.items():
+        times: dict[str, list[float]] = {engine: [] for engine in engines}
+        sql: dict[str, int] = dict.fromkeys(engines, 0)
+        cache_ops: dict[str, int] = dict.fromkeys(engines, 0)
+        for round_index in range(options.rounds):
+            order = engines[round_index % len(engines) :] + engines[: round_index % len(engines)]
+            for engine in order:
+                one = scenario(engine)
+                gc.collect()
+                counter.sql = counter.cache = 0
+                for index in range(options.requests):
+                    started = time.perf_counter()
+                    one(index)
+                    times[engine].append(time.perf_counter() - started)
+                sql[engine] += counter.sql
+                cache_ops[engine] += counter.cache
+        total = options.rounds * options.requests
+        for engine in engines:
+            median = statistics.median(times[engine])
+            kind = engine.split()[1]
+            ratio = median / statistics.median(times[f"django {kind}"])
+            print(
+                f"{title:38} {engine:20} {median * 1e6:10.0f} {ratio:7.3f} {sql[engine] / total:8.2f} "
+                f"{cache_ops[engine] / total:9.2f}"
+            )
+    connection.creation.destroy_test_db(connection.settings_dict["NAME"], verbosity=0)
+
+
+if __name__ == "__main__":
+    main()
