@@ -8,7 +8,6 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -24,9 +23,9 @@ class ActiveFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Session]) -> QuerySet[Session] | None:
         if self.value() == "1":
-            return queryset.filter(expire_date__gt=timezone.now())
+            return queryset.active()  # type: ignore[attr-defined, no-any-return]
         if self.value() == "0":
-            return queryset.filter(expire_date__lte=timezone.now())
+            return queryset.expired()  # type: ignore[attr-defined, no-any-return]
         return None
 
 

@@ -236,11 +236,11 @@ def main() -> int:
     env["PYTHONPATH"] = os.pathsep.join(path + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env.pop("DJANGO_SETTINGS_MODULE", None)
     results = Path(tempfile.mkdtemp(prefix="qsessions-django-suite-")) / "results.json"
-    redis_url = env.setdefault("QSESSIONS_SUITE_REDIS_URL", "redis://127.0.0.1:6379/14")
+    redis_url = env.setdefault("QSESSIONS_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
     key_prefix = f"qsessions-django-suite-{uuid.uuid4().hex[:12]}"
     env.update(
-        QSESSIONS_SUITE_DB=args.db,
-        QSESSIONS_SUITE_CACHE=args.cache,
+        QSESSIONS_TEST_DB=args.db,
+        QSESSIONS_TEST_CACHE=args.cache,
         QSESSIONS_SUITE_ENGINE=f"qsessions.backends.{args.engine}",
         QSESSIONS_SUITE_RESULTS=str(results),
         QSESSIONS_SUITE_KEY_PREFIX=key_prefix,

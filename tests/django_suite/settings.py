@@ -4,12 +4,14 @@ Django's ``runtests.py`` replaces INSTALLED_APPS, MIDDLEWARE, ROOT_URLCONF and T
 patched to install ``qsessions`` and use our middleware), so only the settings below matter. They mirror Django's
 own ``tests/test_sqlite.py`` (``USE_TZ = False`` included, so the ``*WithTimeZoneTests`` classes mean something).
 
-``QSESSIONS_SUITE_DB``: ``sqlite`` (in memory, default), ``postgresql`` or ``mariadb``.
-``QSESSIONS_SUITE_CACHE``: ``locmem`` (default) or ``redis``.
+The database and cache are chosen as for our own suite (see ``tests/settings.py``).
 ``QSESSIONS_SUITE_ENGINE``: the SESSION_ENGINE the middleware tests use, ``qsessions.backends.db`` by default.
 """
 
+import copy
 import os
+
+from tests import settings as test_settings
 
 SECRET_KEY = "django-suite-not-secret"
 USE_TZ = False
@@ -18,48 +20,12 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SESSION_ENGINE = os.environ.get("QSESSIONS_SUITE_ENGINE", "qsessions.backends.db")
 TEST_RUNNER = "tests.django_suite.recorder.RecordingRunner"
 
-_TEST_DB_NAME = "test_qsessions_django_suite"
-_db = os.environ.get("QSESSIONS_SUITE_DB", "sqlite")
-_cache = os.environ.get("QSESSIONS_SUITE_CACHE", "locmem")
-
-if _db == "sqlite":
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
-elif _db == "postgresql":
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": "postgres",
-            "USER": "postgres",
-            "HOST": os.environ.get("QSESSIONS_SUITE_PG_HOST", "127.0.0.1"),
-            "PORT": os.environ.get("QSESSIONS_SUITE_PG_PORT", "5432"),
-            "TEST": {"NAME": _TEST_DB_NAME},
-        }
-    }
-elif _db == "mariadb":
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.mysql",
-            "NAME": "test",
-            "USER": "root",
-            "HOST": os.environ.get("QSESSIONS_SUITE_MYSQL_HOST", "127.0.0.1"),
-            "PORT": os.environ.get("QSESSIONS_SUITE_MYSQL_PORT", "3306"),
-            "OPTIONS": {"charset": "utf8mb4"},
-            "TEST": {"NAME": _TEST_DB_NAME, "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
-        }
-    }
-else:
-    raise ValueError(f"QSESSIONS_SUITE_DB must be sqlite, postgresql or mariadb, not {_db!r}")
-
-if _cache == "locmem":
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-elif _cache == "redis":
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": os.environ.get("QSESSIONS_SUITE_REDIS_URL", "redis://127.0.0.1:6379/14"),
-            # A prefix of its own per run, so concurrent runs don't see each other's keys; run.py deletes them after.
-            "KEY_PREFIX": os.environ.get("QSESSIONS_SUITE_KEY_PREFIX", f"qsessions-django-suite-{os.getpid()}"),
-        }
-    }
-else:
-    raise ValueError(f"QSESSIONS_SUITE_CACHE must be locmem or redis, not {_cache!r}")
+# The same servers as our own suite (``QSESSIONS_TEST_DB``, ``QSESSIONS_TEST_CACHE``), with a test database and
+# cache keys of its own, so that it never meets a run of our suite.
+DATABASES = copy.deepcopy(test_settings.DATABASES)
+if DATABASES["default"]["NAME"] != ":memory:":
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = "test_qsessions_django_suite"
+CACHES = copy.deepcopy(test_settings.CACHES)
+if "KEY_PREFIX" in CACHES["default"]:
+    # run.py deletes the keys under this prefix afterwards.
+    CACHES["default"]["KEY_PREFIX"] = os.environ["QSESSIONS_SUITE_KEY_PREFIX"]
