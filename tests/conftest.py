@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings as django_settings
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.cache import caches
 from django.db import connection, connections
@@ -25,6 +26,20 @@ def pytest_report_header() -> str:
     db_name = os.environ.get("QSESSIONS_TEST_DB", "sqlite")
     cache = os.environ.get("QSESSIONS_TEST_CACHE", "locmem")
     return f"qsessions: database={db_name} cache={cache} user={os.environ.get('QSESSIONS_TEST_USER_MODEL', 'default')}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_redis_keys_afterwards() -> Iterator[None]:
+    """Sessions live for weeks in the cache: a test run on Redis leaves none of its keys behind."""
+    yield
+    cache_settings = django_settings.CACHES["default"]
+    if cache_settings["BACKEND"].endswith("RedisCache"):
+        import redis
+
+        client = redis.Redis.from_url(cache_settings["LOCATION"])
+        for key in client.scan_iter(match=f"{cache_settings['KEY_PREFIX']}:*", count=1000):
+            client.delete(key)
+        client.close()
 
 
 @pytest.fixture(params=list(ENGINES))

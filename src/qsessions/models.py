@@ -48,6 +48,7 @@ class SessionQuerySet(models.QuerySet["Session"]):
         return self.filter(expire_date__gt=timezone.now())
 
     def expired(self) -> SessionQuerySet:
+        """Sessions that have expired and wait for ``clearsessions``."""
         return self.filter(expire_date__lte=timezone.now())
 
     def delete(self) -> tuple[int, dict[str, int]]:
