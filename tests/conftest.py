@@ -42,6 +42,16 @@ def _drop_redis_keys_afterwards() -> Iterator[None]:
         client.close()
 
 
+@pytest.fixture
+def fresh_geoip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GeoIP reader, resolved path or warning carried over from another test."""
+    from qsessions import geoip
+
+    monkeypatch.setattr(geoip, "_databases", {})
+    monkeypatch.setattr(geoip, "_resolved", {})
+    monkeypatch.setattr(geoip, "_warned", set())
+
+
 @pytest.fixture(params=list(ENGINES))
 def engine(request: pytest.FixtureRequest, settings: Any) -> type[SessionBase]:
     """Each test that takes it runs once per qsessions engine, with SESSION_ENGINE set to match."""

@@ -15,6 +15,8 @@ from qsessions import geoip
 from qsessions.management.commands import download_geoip_db
 from tests.geoip_fixtures import SWEDEN_IP, database_bytes, make_archive, write_city, write_country
 
+pytestmark = pytest.mark.usefixtures("fresh_geoip")
+
 KEY = "Ab12Cd_secretLicenseKey0123456789_mmk"
 EDITIONS = ("GeoLite2-City", "GeoLite2-Country")
 
@@ -70,13 +72,6 @@ def maxmind(tmp_path_factory) -> Iterator[FakeMaxMind]:
 @pytest.fixture(autouse=True)
 def no_key_in_environment(monkeypatch):
     monkeypatch.delenv("MAXMIND_LICENSE_KEY", raising=False)
-
-
-@pytest.fixture(autouse=True)
-def fresh_geoip_state(monkeypatch):
-    monkeypatch.setattr(geoip, "_databases", {})
-    monkeypatch.setattr(geoip, "_resolved", {})
-    monkeypatch.setattr(geoip, "_warned", set())
 
 
 @pytest.fixture

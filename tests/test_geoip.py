@@ -22,6 +22,8 @@ from tests.geoip_fixtures import (
     write_database,
 )
 
+pytestmark = pytest.mark.usefixtures("fresh_geoip")
+
 CITY_KEYS = {
     "accuracy_radius",
     "city",
@@ -47,14 +49,6 @@ CITY_LEVEL_KEYS = CITY_KEYS - {
     "country_name",
     "is_in_european_union",
 }
-
-
-@pytest.fixture(autouse=True)
-def fresh_state(monkeypatch):
-    """No reader, resolution or warning carried over from another test."""
-    monkeypatch.setattr(geoip, "_databases", {})
-    monkeypatch.setattr(geoip, "_resolved", {})
-    monkeypatch.setattr(geoip, "_warned", set())
 
 
 @pytest.fixture
