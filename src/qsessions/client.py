@@ -33,7 +33,7 @@ def clean_ip(value: object) -> str | None:
     if isinstance(address, ipaddress.IPv6Address):
         if address.scope_id is not None:
             return None
-        # Store IPv4 clients seen through a dual-stack socket as plain IPv4, as the database would.
+        # An IPv4 client seen through a dual-stack socket: one client, one address, whichever socket it came in by.
         if address.ipv4_mapped is not None:
             return str(address.ipv4_mapped)
     return str(address)
