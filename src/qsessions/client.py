@@ -5,8 +5,6 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from django.http import HttpRequest
-
 #: Length of the ``user_agent`` column; longer user agents are cut to fit.
 USER_AGENT_MAX_LENGTH = 300
 
@@ -47,8 +45,3 @@ def clean_user_agent(value: object) -> str | None:
     value = value[: USER_AGENT_MAX_LENGTH * 2].replace("\x00", "")
     value = value.encode("utf-8", "replace").decode("utf-8")[:USER_AGENT_MAX_LENGTH]
     return value or None
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The client's address as the web server saw it (``REMOTE_ADDR``): no header is trusted."""
-    return clean_ip(request.META.get("REMOTE_ADDR"))

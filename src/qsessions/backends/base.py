@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
@@ -46,10 +47,20 @@ class QSessionStoreMixin(_Base):
 
     def __init__(self, session_key: str | None = None, user_agent: str | None = None, ip: str | None = None) -> None:
         self.tracks_client = user_agent is not None or ip is not None
-        self.user_agent = clean_user_agent(user_agent)
-        self.ip = clean_ip(ip)
+        # Validated on first use, so that a request that never touches its session pays nothing for them.
+        self._given_client = (ip, user_agent)
         self._stored_client: Client = (None, None)
         super().__init__(session_key)
+
+    @cached_property
+    def ip(self) -> str | None:
+        """The client's address as given, if it is a valid IP address (else ``None``)."""
+        return clean_ip(self._given_client[0])
+
+    @cached_property
+    def user_agent(self) -> str | None:
+        """The client's user agent as given, cut to the column's length."""
+        return clean_user_agent(self._given_client[1])
 
     @classmethod
     def get_model_class(cls) -> type[Session]:
