@@ -22,6 +22,16 @@ CHROME_ANDROID = (
 FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
 
 
+def saved(engine: type[SessionBase], user: Any = None, **data: Any) -> SessionBase:
+    """A session saved by ``engine`` for a Chrome-on-Android client at 10.1.2.3, signed in as ``user`` if given."""
+    store = engine(user_agent=CHROME_ANDROID, ip="10.1.2.3")  # type: ignore[call-arg]
+    if user is not None:
+        store["_auth_user_id"] = str(user.pk)
+    store.update(data or {"a": 1})
+    store.save()
+    return store
+
+
 def pytest_report_header() -> str:
     db_name = os.environ.get("QSESSIONS_TEST_DB", "sqlite")
     cache = os.environ.get("QSESSIONS_TEST_CACHE", "locmem")

@@ -9,30 +9,21 @@ from django.utils import timezone
 
 from qsessions.backends.cached_db import KEY_PREFIX
 from qsessions.models import DELETE_BATCH_SIZE, Session
-from tests.conftest import CHROME_ANDROID, FIREFOX_LINUX
+from tests.conftest import CHROME_ANDROID, FIREFOX_LINUX, saved
 
 pytestmark = pytest.mark.django_db
 
 
-def _saved(engine, user=None, **data):
-    store = engine(user_agent=CHROME_ANDROID, ip="10.1.2.3")
-    if user is not None:
-        store["_auth_user_id"] = str(user.pk)
-    store.update(data or {"a": 1})
-    store.save()
-    return store
-
-
 def test_user_session_set(engine, user, other_user):
-    mine = {_saved(engine, user).session_key for _ in range(3)}
-    _saved(engine, other_user)
+    mine = {saved(engine, user).session_key for _ in range(3)}
+    saved(engine, other_user)
     assert set(user.session_set.values_list("pk", flat=True)) == mine
     assert set(user.session_set.filter(expire_date__gt=timezone.now()).values_list("pk", flat=True)) == mine
 
 
 def test_active_and_expired(engine):
-    live = _saved(engine).session_key
-    gone = _saved(engine).session_key
+    live = saved(engine).session_key
+    gone = saved(engine).session_key
     Session.objects.filter(pk=gone).update(expire_date=timezone.now() - timedelta(minutes=1))
     assert list(Session.objects.active().values_list("pk", flat=True)) == [live]
     assert list(Session.objects.expired().values_list("pk", flat=True)) == [gone]
@@ -41,8 +32,8 @@ def test_active_and_expired(engine):
 
 
 def test_queryset_delete_removes_rows_and_cache_entries(engine, user, other_user, session_cache, statements):
-    mine = [_saved(engine, user).session_key for _ in range(3)]
-    theirs = _saved(engine, other_user).session_key
+    mine = [saved(engine, user).session_key for _ in range(3)]
+    theirs = saved(engine, other_user).session_key
 
     with statements() as run:
         deleted = user.session_set.all().delete()
@@ -61,7 +52,7 @@ def test_queryset_delete_removes_rows_and_cache_entries(engine, user, other_user
 
 
 def test_queryset_delete_in_batches(engine, statements):
-    keys = [_saved(engine).session_key for _ in range(DELETE_BATCH_SIZE + 1)]
+    keys = [saved(engine).session_key for _ in range(DELETE_BATCH_SIZE + 1)]
     with statements() as run:
         assert Session.objects.all().delete() == (len(keys), {"qsessions.Session": len(keys)})
     assert run.kinds == ["SELECT", "DELETE", "DELETE"]
@@ -69,7 +60,7 @@ def test_queryset_delete_in_batches(engine, statements):
 
 
 def test_instance_delete_removes_row_and_cache_entry(engine, session_cache, statements):
-    key = _saved(engine).session_key
+    key = saved(engine).session_key
     session = Session.objects.get(pk=key)
     with statements() as run:
         assert session.delete() == (1, {"qsessions.Session": 1})
@@ -83,7 +74,7 @@ def test_db_engine_delete_leaves_the_cache_alone(settings, session_cache):
     from qsessions.backends.db import SessionStore
 
     settings.SESSION_ENGINE = "qsessions.backends.db"
-    key = _saved(SessionStore).session_key
+    key = saved(SessionStore).session_key
     session_cache.set(KEY_PREFIX + key, "unrelated")
     Session.objects.filter(pk=key).delete()
     assert session_cache.get(KEY_PREFIX + key) == "unrelated"

@@ -14,7 +14,7 @@ from django.utils import timezone
 from qsessions import IP_SESSION_KEY, USER_AGENT_SESSION_KEY
 from qsessions.backends.cached_db import KEY_PREFIX
 from qsessions.models import Session
-from tests.conftest import CHROME_ANDROID, FIREFOX_LINUX
+from tests.conftest import CHROME_ANDROID, FIREFOX_LINUX, saved
 
 pytestmark = pytest.mark.django_db
 
@@ -48,9 +48,7 @@ def test_create_records_user_client_and_times(engine, user):
 
 
 def test_client_is_kept_in_the_payload_but_not_in_the_mapping(engine, user):
-    store = engine(user_agent=CHROME_ANDROID, ip="10.1.2.3")
-    store["theme"] = "dark"
-    store.save()
+    store = saved(engine, theme="dark")
 
     payload = _raw_payload(store.session_key)
     assert payload[IP_SESSION_KEY] == "10.1.2.3"
@@ -104,9 +102,7 @@ def test_creating_a_session_is_one_insert(engine, statements):
 
 
 def test_load_costs_what_djangos_load_costs(engine, django_assert_num_queries):
-    store = engine(user_agent=CHROME_ANDROID, ip="10.1.2.3")
-    store["theme"] = "dark"
-    store.save()
+    store = saved(engine, theme="dark")
     reloaded = engine(store.session_key, user_agent=CHROME_ANDROID, ip="10.1.2.3")
     # db: one SELECT. cached_db: a cache hit, no SQL.
     with django_assert_num_queries(0 if hasattr(engine, "cache_key_prefix") else 1):
@@ -133,9 +129,7 @@ def test_cached_db_cache_entry_holds_the_client(settings, session_cache):
     [("10.9.9.9", CHROME_ANDROID), ("10.1.2.3", FIREFOX_LINUX), ("2001:db8::1", FIREFOX_LINUX)],
 )
 def test_new_client_is_noticed_and_saved(engine, ip, user_agent, statements):
-    store = engine(user_agent=CHROME_ANDROID, ip="10.1.2.3")
-    store["theme"] = "dark"
-    store.save()
+    store = saved(engine, theme="dark")
 
     seen_again = engine(store.session_key, user_agent=user_agent, ip=ip)
     assert seen_again["theme"] == "dark"
@@ -151,9 +145,7 @@ def test_new_client_is_noticed_and_saved(engine, ip, user_agent, statements):
 
 
 def test_unchanged_client_is_not_a_modification(engine):
-    store = engine(user_agent=CHROME_ANDROID, ip="10.1.2.3")
-    store["theme"] = "dark"
-    store.save()
+    store = saved(engine, theme="dark")
     reloaded = engine(store.session_key, user_agent=CHROME_ANDROID, ip="10.1.2.3")
     reloaded.load()
     assert not reloaded.modified
@@ -191,9 +183,7 @@ def test_store_without_client_cycles_key_with_the_saved_client(engine, user):
 
 
 def test_user_follows_the_auth_key(engine, user, other_user):
-    store = engine(user_agent=CHROME_ANDROID, ip="10.1.2.3")
-    store["theme"] = "dark"
-    store.save()
+    store = saved(engine, theme="dark")
     assert Session.objects.get(pk=store.session_key).user is None
 
     _signed_in(store, user)
@@ -232,9 +222,7 @@ def test_user_deleted_before_the_insert(engine, django_user_model):
 
 
 def test_update_of_a_vanished_row_is_an_update_error(engine):
-    store = engine(user_agent=CHROME_ANDROID, ip="10.1.2.3")
-    store["theme"] = "dark"
-    store.save()
+    store = saved(engine, theme="dark")
     Session.objects.filter(pk=store.session_key).delete()
     store["theme"] = "light"
     with pytest.raises(UpdateError):
@@ -258,9 +246,7 @@ def test_expired_session_is_not_loaded(engine):
 
 
 def test_delete_removes_row_and_cache_entry(engine, session_cache):
-    store = engine(user_agent=CHROME_ANDROID, ip="10.1.2.3")
-    store["theme"] = "dark"
-    store.save()
+    store = saved(engine, theme="dark")
     key = store.session_key
 
     store.delete()
@@ -272,18 +258,14 @@ def test_delete_removes_row_and_cache_entry(engine, session_cache):
 
 
 def test_delete_is_one_statement(engine, statements):
-    store = engine(user_agent=CHROME_ANDROID, ip="10.1.2.3")
-    store["theme"] = "dark"
-    store.save()
+    store = saved(engine, theme="dark")
     with statements() as run:
         store.delete()
     assert run.kinds == ["DELETE"]
 
 
 def test_flush_forgets_everything(engine, session_cache):
-    store = engine(user_agent=CHROME_ANDROID, ip="10.1.2.3")
-    store["theme"] = "dark"
-    store.save()
+    store = saved(engine, theme="dark")
     key = store.session_key
 
     store.flush()
@@ -295,9 +277,7 @@ def test_flush_forgets_everything(engine, session_cache):
 
 
 def test_cycle_key_moves_everything_to_the_new_key(engine, user, session_cache):
-    store = engine(user_agent=CHROME_ANDROID, ip="10.1.2.3")
-    store["theme"] = "dark"
-    store.save()
+    store = saved(engine, theme="dark")
     old_key = store.session_key
 
     store.cycle_key()
