@@ -41,8 +41,8 @@ async def test_aload_hides_the_client_and_notices_a_new_one(engine):
     moved = engine(store.session_key, user_agent=FIREFOX_LINUX, ip="10.1.2.3")
     assert await moved.aget("theme") == "dark"
     assert await moved.ahas_key(IP_SESSION_KEY) is False
-    assert moved.modified
-    await moved.asave()
+    assert not moved.modified
+    await moved.arecord_activity()
     assert (await _row(store.session_key)).user_agent == FIREFOX_LINUX
 
 

@@ -7,6 +7,7 @@ cache prefix) with Django's signing directly, not with this package's code.
 from __future__ import annotations
 
 from datetime import timedelta
+from unittest.mock import ANY
 
 import pytest
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
@@ -17,6 +18,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from qsessions.backends.base import ROW_TIMES_KEY
 from qsessions.models import Session
 from tests.conftest import CHROME_ANDROID
 
@@ -93,6 +95,9 @@ def test_sessions_of_the_published_package_stay_signed_in(engine, user):
             _insert_published_row(key, user, ip, CHROME_ANDROID if ip else "")
     finally:
         call_command("migrate", "qsessions", verbosity=0)
+    # Migration 0003 takes a session's last save as its last activity.
+    for row in Session.objects.filter(pk__in=keys):
+        assert row.last_activity == row.updated_at
 
     for key, ip in keys.items():
         client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR=ip or "127.0.0.1")
@@ -115,9 +120,23 @@ def test_cache_entries_of_the_published_package_are_read_without_sql(settings, u
 
     client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR="10.0.0.5")
     client.cookies["sessionid"] = key
-    with django_assert_num_queries(1) as queries:  # the user, not the session
+    with django_assert_num_queries(2) as queries:
         assert client.get("/read/").json()["user"] == "alice"
+    # The user, then (once) the activity the published package never recorded: no SELECT of the session.
     assert "qsessions_session" not in queries.captured_queries[0]["sql"]
+    assert queries.captured_queries[1]["sql"].startswith("UPDATE")
+
+
+@pytest.mark.django_db
+def test_row_written_by_the_published_package_gets_its_activity_on_first_use(engine, user):
+    # As during a rolling upgrade: the published package still writes rows, without last_activity.
+    key = "publishedrow" + "z" * 20
+    _insert_published_row(key, user, "10.0.0.5", CHROME_ANDROID)
+    assert Session.objects.get(pk=key).last_activity is None
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR="10.0.0.5")
+    client.cookies["sessionid"] = key
+    assert client.get("/read/").json()["user"] == "alice"
+    assert Session.objects.get(pk=key).last_activity is not None
 
 
 @pytest.mark.django_db
@@ -132,4 +151,5 @@ def test_what_we_write_is_what_the_published_package_reads(engine, user):
     assert payload["_qsessions_user_agent"] == CHROME_ANDROID
     assert payload[SESSION_KEY] == str(user.pk)
     if engine.__module__.endswith("cached_db"):
-        assert caches["default"].get(PUBLISHED_CACHE_PREFIX + key) == payload
+        # The published package would see one more key in its session, which it keeps and we take out again.
+        assert caches["default"].get(PUBLISHED_CACHE_PREFIX + key) == {**payload, ROW_TIMES_KEY: ANY}

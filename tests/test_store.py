@@ -12,6 +12,7 @@ from django.core import signing
 from django.utils import timezone
 
 from qsessions import IP_SESSION_KEY, USER_AGENT_SESSION_KEY
+from qsessions.backends.base import ROW_TIMES_KEY
 from qsessions.backends.cached_db import KEY_PREFIX
 from qsessions.models import Session
 from tests.conftest import CHROME_ANDROID, FIREFOX_LINUX, saved
@@ -117,10 +118,12 @@ def test_cached_db_cache_entry_holds_the_client(settings, session_cache):
     store = SessionStore(user_agent=CHROME_ANDROID, ip="10.1.2.3")
     store["theme"] = "dark"
     store.save()
+    row = Session.objects.get(pk=store.session_key)
     assert session_cache.get(KEY_PREFIX + store.session_key) == {
         "theme": "dark",
         IP_SESSION_KEY: "10.1.2.3",
         USER_AGENT_SESSION_KEY: CHROME_ANDROID,
+        ROW_TIMES_KEY: (row.expire_date.timestamp(), row.last_activity.timestamp()),
     }
 
 
@@ -128,20 +131,31 @@ def test_cached_db_cache_entry_holds_the_client(settings, session_cache):
     ("ip", "user_agent"),
     [("10.9.9.9", CHROME_ANDROID), ("10.1.2.3", FIREFOX_LINUX), ("2001:db8::1", FIREFOX_LINUX)],
 )
-def test_new_client_is_noticed_and_saved(engine, ip, user_agent, statements):
+def test_new_client_is_recorded_without_extending_the_session(engine, ip, user_agent, statements):
     store = saved(engine, theme="dark")
+    before = Session.objects.get(pk=store.session_key)
 
     seen_again = engine(store.session_key, user_agent=user_agent, ip=ip)
     assert seen_again["theme"] == "dark"
-    assert seen_again.modified
+    # Not a modification: Django's middleware would save the data, extend the session and send a new cookie.
+    assert not seen_again.modified
     with statements() as run:
-        seen_again.save()
+        seen_again.record_activity()
     assert run.kinds == ["UPDATE"]
 
     row = Session.objects.get(pk=store.session_key)
     assert (row.ip, row.user_agent) == (ip, user_agent)
-    assert engine(store.session_key, user_agent=user_agent, ip=ip).load() == {"theme": "dark"}
-    assert not engine(store.session_key, user_agent=user_agent, ip=ip).modified
+    assert (row.expire_date, row.session_data, row.updated_at) == (
+        before.expire_date,
+        before.session_data,
+        before.updated_at,
+    )
+    assert row.last_activity >= before.last_activity
+    recorded = engine(store.session_key, user_agent=user_agent, ip=ip)
+    assert recorded.load() == {"theme": "dark"}
+    with statements() as run:
+        recorded.record_activity()
+    assert run.kinds == []
 
 
 def test_unchanged_client_is_not_a_modification(engine):

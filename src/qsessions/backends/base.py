@@ -1,20 +1,22 @@
-"""What both qsessions stores add to Django's: the session's user, client and creation time in its row."""
+"""What both qsessions stores add to Django's: the session's user, client and timing in its row."""
 
 from __future__ import annotations
 
-import logging
+import time
+from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from asgiref.sync import sync_to_async
 from django.contrib import auth
 from django.contrib.sessions.backends.base import CreateError, UpdateError
-from django.core.exceptions import SuspiciousOperation, ValidationError
-from django.db import DatabaseError, IntegrityError, models, router, transaction
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, IntegrityError, connections, models, router, transaction
 from django.utils import timezone
 
 from qsessions import IP_SESSION_KEY, USER_AGENT_SESSION_KEY
 from qsessions.client import clean_ip, clean_user_agent
+from qsessions.conf import conf
 
 if TYPE_CHECKING:
     from django.contrib.sessions.backends.db import SessionStore as DBStore
@@ -26,9 +28,61 @@ else:
     _Base = object
 
 #: Columns an UPDATE writes: ``created_at`` is written once, by the INSERT, and never read back first.
-_UPDATE_FIELDS = ("session_data", "expire_date", "user_id", "user_agent", "ip")
+_UPDATE_FIELDS = ("session_data", "expire_date", "user_id", "user_agent", "ip", "last_activity")
+
+#: Where a cached session keeps its row's expiry and last activity (POSIX timestamps): in the cache entry only.
+ROW_TIMES_KEY = "_qsessions_row"
 
 Client = tuple[str | None, str | None]
+#: A loaded row's ``expire_date`` and ``last_activity`` as POSIX timestamps; ``None`` where they are not known.
+RowTimes = tuple[float | None, float | None]
+
+
+class Row(NamedTuple):
+    """The columns a load reads."""
+
+    session_data: str
+    expire_date: datetime
+    last_activity: datetime | None
+    ip: str | None
+    user_agent: str | None
+
+
+#: The SELECT a load runs, compiled once per database: building it through the ORM on every request cost several
+#: times more than running it.
+_load_sql: dict[tuple[str, str], str] = {}
+
+
+def select_live_row(model: type[Session], session_key: str) -> Row | None:
+    """The session's row if it exists and has not expired: one indexed SELECT, with no queryset built."""
+    connection = connections[router.db_for_read(model)]
+    sql = _load_sql.get((connection.alias, connection.vendor))
+    if sql is None:
+        # Filters in the order of the parameters below.
+        rows = model._base_manager.filter(session_key="").filter(expire_date__gt=timezone.now())
+        compiler = rows.values_list(*Row._fields).query.get_compiler(connection=connection)
+        sql = _load_sql[connection.alias, connection.vendor] = compiler.as_sql()[0]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (session_key, connection.ops.adapt_datetimefield_value(timezone.now())))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    field = model._meta.get_field("expire_date")
+    column = field.get_col(model._meta.db_table)
+    converters = [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]
+    expire_date, last_activity = row[1], row[2]
+    for convert in converters:
+        expire_date = convert(expire_date, column, connection)
+        if last_activity is not None:
+            last_activity = convert(last_activity, column, connection)
+    return Row(row[0], expire_date, last_activity, row[3], row[4])
+
+
+def pop_extras(data: dict[str, Any]) -> tuple[Client, RowTimes | None]:
+    """Take the client and the row times out of stored data, leaving only the application's keys."""
+    client = (data.pop(IP_SESSION_KEY, None), data.pop(USER_AGENT_SESSION_KEY, None))
+    times = data.pop(ROW_TIMES_KEY, None)
+    return client, tuple(times) if times is not None else None  # type: ignore[return-value]
 
 
 class QSessionStoreMixin(_Base):
@@ -39,8 +93,11 @@ class QSessionStoreMixin(_Base):
     Those two keys are taken out when the session is loaded and put back when it is written: the application's
     view of the session holds only its own data.
 
-    Only a store that was given a client (by the middleware) records it. A store opened elsewhere keeps the
-    client it loaded, so a shell or a task never erases the IP and user agent of a session it touches.
+    A load notes whether the row's client or ``last_activity`` is out of date; the middleware then calls
+    ``record_activity()``, which writes just those, without extending the session or rewriting its data.
+
+    Only a store that was given a client (by the middleware) records client and activity. A store opened elsewhere
+    keeps the client it loaded, so a shell or a task never erases the IP and user agent of a session it touches.
     """
 
     model: type[Session]
@@ -50,6 +107,9 @@ class QSessionStoreMixin(_Base):
         # Validated on first use, so that a request that never touches its session pays nothing for them.
         self._given_client = (ip, user_agent)
         self._stored_client: Client = (None, None)
+        self._row_times: RowTimes = (None, None)
+        #: Whether the loaded row's client or activity is out of date, for record_activity().
+        self._stale = False
         super().__init__(session_key)
 
     @cached_property
@@ -79,57 +139,45 @@ class QSessionStoreMixin(_Base):
         """The ``(ip, user_agent)`` the next write stores."""
         return (self.ip, self.user_agent) if self.tracks_client else self._stored_client
 
-    def _take_client(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Move the client out of freshly loaded data; mark the session modified if the client changed."""
-        stored = (data.pop(IP_SESSION_KEY, None), data.pop(USER_AGENT_SESSION_KEY, None))
-        if stored != self.client:
-            # Only a client that differs needs a second look: it may have been stored unnormalised (an empty user
-            # agent, by the published package) and be the same client after all.
+    def _note_row(self, stored: Client, times: RowTimes) -> None:
+        """Remember the loaded row's client and times; note whether record_activity() has anything to write."""
+        # A stored client is clean, so one equal to the raw client given needs no cleaning: the usual case. Otherwise
+        # it may still be the same client, stored unnormalised (an empty user agent, by the published package).
+        changed = stored != self._given_client
+        if changed:
             stored = (clean_ip(stored[0]), clean_user_agent(stored[1]))
-            if self.tracks_client and self.session_key is not None and stored != self.client:
-                self.modified = True
+            changed = stored != self.client
         self._stored_client = stored
+        self._row_times = times
+        if self.tracks_client and self.session_key is not None:
+            interval = conf.ACTIVITY_INTERVAL
+            last = times[1]
+            self._stale = changed or (interval > 0 and (last is None or time.time() - last >= interval))
+
+    def _from_row(self, row: Row | None) -> dict[str, Any]:
+        """The application's data in a loaded row (or ``{}``, and no key, without one)."""
+        if row is None:
+            self._session_key = None
+            return {}
+        data = self.decode(row.session_data)
+        pop_extras(data)
+        last_activity = row.last_activity.timestamp() if row.last_activity is not None else None
+        # The columns, not the payload, tell the row's client: record_activity() updates them alone.
+        self._note_row((row.ip, row.user_agent), (row.expire_date.timestamp(), last_activity))
         return data
+
+    def load(self) -> dict[str, Any]:
+        # Serves DBStore.load: one SELECT of five columns.
+        return self._from_row(select_live_row(self.model, self.session_key))  # type: ignore[arg-type]
+
+    async def aload(self) -> dict[str, Any]:
+        # Serves DBStore.aload.
+        return self._from_row(await sync_to_async(select_live_row)(self.model, self.session_key))
 
     def _payload(self, data: dict[str, Any]) -> dict[str, Any]:
         """The data as it is stored: the application's keys plus the client's."""
         ip, user_agent = self.client
         return {**data, IP_SESSION_KEY: ip, USER_AGENT_SESSION_KEY: user_agent}
-
-    def _live_row(self) -> models.QuerySet[Any]:
-        """The two columns a load reads (the row has eight, and building a model instance is most of a load)."""
-        return self.model.objects.filter(session_key=self.session_key, expire_date__gt=timezone.now()).values_list(
-            "session_data", "expire_date", named=True
-        )
-
-    def _get_session_from_db(self) -> Any:
-        # Serves DBStore._get_session_from_db: returns what Django's does, minus the columns nobody reads.
-        try:
-            return self._live_row().get()
-        except (self.model.DoesNotExist, SuspiciousOperation) as exc:
-            self._forget_key(exc)
-            return None
-
-    async def _aget_session_from_db(self) -> Any:
-        # Serves DBStore._aget_session_from_db.
-        try:
-            return await self._live_row().aget()
-        except (self.model.DoesNotExist, SuspiciousOperation) as exc:
-            self._forget_key(exc)
-            return None
-
-    def _forget_key(self, exc: Exception) -> None:
-        if isinstance(exc, SuspiciousOperation):
-            logging.getLogger(f"django.security.{exc.__class__.__name__}").warning(str(exc))
-        self._session_key = None
-
-    def load(self) -> dict[str, Any]:
-        # Serves SessionBase.load.
-        return self._take_client(super().load())
-
-    async def aload(self) -> dict[str, Any]:
-        # Serves SessionBase.aload.
-        return self._take_client(await super().aload())
 
     def _user_id(self, data: dict[str, Any]) -> Any:
         """The signed-in user's primary key from ``auth.SESSION_KEY``, or ``None`` if there is none or it is bad."""
@@ -141,8 +189,9 @@ class QSessionStoreMixin(_Base):
         except (ValidationError, TypeError, ValueError):
             return None
 
-    def _model_instance(self, session_key: str, data: dict[str, Any], expire_date: Any) -> Session:
+    def _model_instance(self, session_key: str, data: dict[str, Any], expire_date: datetime) -> Session:
         ip, user_agent = self.client
+        now = timezone.now()
         return self.model(
             session_key=session_key,
             session_data=self.encode(self._payload(data)),
@@ -150,7 +199,8 @@ class QSessionStoreMixin(_Base):
             user_id=self._user_id(data),
             user_agent=user_agent,
             ip=ip,
-            created_at=timezone.now(),
+            created_at=now,
+            last_activity=now,
         )
 
     def create_model_instance(self, data: dict[str, Any]) -> Session:
@@ -186,12 +236,15 @@ class QSessionStoreMixin(_Base):
             if not must_create:
                 raise UpdateError from None
             raise
+        # The row now holds this request's client and activity.
+        self._row_times = (obj.expire_date.timestamp(), obj.last_activity.timestamp())  # type: ignore[union-attr]
+        self._stale = False
         return None
 
     def _update(self, obj: Session, using: str) -> bool:
         """One UPDATE statement, without a transaction of its own: a vanished row is 0 rows, not an error."""
         fields = {name: getattr(obj, name) for name in _UPDATE_FIELDS}
-        fields["updated_at"] = timezone.now()
+        fields["updated_at"] = obj.last_activity
         return self.model._base_manager.using(using).filter(pk=obj.pk).update(**fields) == 1
 
     def _user_exists(self, user_id: Any, using: str) -> bool:
@@ -215,6 +268,44 @@ class QSessionStoreMixin(_Base):
         await sync_to_async(self._write)(obj, must_create)
         return None
 
+    def record_activity(self) -> None:
+        """Write the request's client and the time of this activity, if the loaded row is out of date on either.
+
+        The middleware calls it once the response is ready. It writes nothing if the session was saved (a save
+        records both), or was changed but not saved (Django skips saving on a server error). It never touches
+        ``expire_date`` or the session data: activity does not extend a session, and a request that only read its
+        session cannot overwrite what a concurrent request saved.
+        """
+        if self._stale and not self.modified:
+            self._stale = False
+            loaded = self._row_times
+            self._activity_recorded(self._touch_row(), loaded)
+
+    async def arecord_activity(self) -> None:
+        """The async twin of ``record_activity()``."""
+        if self._stale and not self.modified:
+            self._stale = False
+            loaded = self._row_times
+            await self._aactivity_recorded(await sync_to_async(self._touch_row)(), loaded)
+
+    def _touch_row(self) -> bool:
+        """One UPDATE of the client and ``last_activity``; ``False`` if the row is gone."""
+        now = timezone.now()
+        ip, user_agent = self.client
+        rows = self.model._base_manager.using(router.db_for_write(self.model)).filter(pk=self.session_key)
+        found = rows.update(last_activity=now, ip=ip, user_agent=user_agent) == 1
+        self._row_times = (self._row_times[0], now.timestamp())
+        return found
+
+    def _activity_recorded(self, found: bool, loaded: RowTimes) -> None:
+        """What else a store keeps up to date once the row's activity is written (nothing, here).
+
+        ``found`` tells whether the row still exists; ``loaded`` is the row's times as this request loaded them.
+        """
+
+    async def _aactivity_recorded(self, found: bool, loaded: RowTimes) -> None:
+        """The async twin of ``_activity_recorded()``."""
+
     def delete(self, session_key: str | None = None) -> None:
         # Serves DBStore.delete: one DELETE, where Django's reads the row first.
         session_key = self.session_key if session_key is None else session_key
@@ -232,10 +323,9 @@ class QSessionStoreMixin(_Base):
 
     @classmethod
     def clear_expired(cls) -> None:
-        # Serves DBStore.clear_expired: one DELETE. Cache entries of expired sessions expire with them (their
-        # timeout is the session's age), so there is nothing to fetch or delete from the cache.
-        expired = cls.get_model_class()._base_manager.filter(expire_date__lt=timezone.now())
-        models.QuerySet.delete(expired)
+        # Serves DBStore.clear_expired. Cache entries of expired sessions expire with them (their timeout is what
+        # was left of the session), so there is nothing to fetch or delete from the cache.
+        cls.get_model_class().objects.delete_expired()
 
     @classmethod
     async def aclear_expired(cls) -> None:
