@@ -3,11 +3,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core.cache import caches
 from django.core.management import call_command
 from django.utils import timezone
 
 from qsessions.models import Session
-from tests.conftest import CHROME_ANDROID
+from tests.conftest import CHROME_ANDROID, saved
 
 pytestmark = pytest.mark.django_db
 
@@ -24,3 +25,24 @@ def test_clearsessions_deletes_expired_sessions_only(engine):
     call_command("clearsessions")
 
     assert list(Session.objects.values_list("pk", flat=True)) == keys[3:]
+
+
+def test_clearsessions_deletes_in_bounded_batches_and_leaves_the_cache_alone(engine, monkeypatch, statements):
+    from qsessions import models
+
+    monkeypatch.setattr(models, "EXPIRED_BATCH_SIZE", 3)
+    now = timezone.now()
+    keys = [saved(engine).session_key for _ in range(9)]
+    for index, key in enumerate(keys[:7]):
+        Session.objects.filter(pk=key).update(expire_date=now - timedelta(minutes=index + 1))
+    cache_calls = []
+    monkeypatch.setattr(type(caches["default"]), "delete_many", lambda *args: cache_calls.append(args))
+    monkeypatch.setattr(type(caches["default"]), "delete", lambda *args: cache_calls.append(args))
+
+    with statements() as run:
+        call_command("clearsessions")
+
+    # Two full batches of three (oldest first), then the rest in the last DELETE.
+    assert run.kinds == ["SELECT", "DELETE", "SELECT", "DELETE", "SELECT", "DELETE"]
+    assert set(Session.objects.values_list("pk", flat=True)) == set(keys[7:])
+    assert cache_calls == []

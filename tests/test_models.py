@@ -51,13 +51,18 @@ def test_queryset_delete_removes_rows_and_cache_entries(engine, user, other_user
     }
 
 
-def test_queryset_delete_in_batches(engine, statements):
+def test_queryset_delete_in_batches(engine, statements, session_cache, monkeypatch):
     keys = [saved(engine).session_key for _ in range(DELETE_BATCH_SIZE + 1)]
+    cache_calls = []
+    delete_many = session_cache.delete_many
+    monkeypatch.setattr(session_cache, "delete_many", lambda keys: cache_calls.append(delete_many(keys)))
     with statements() as run:
         assert Session.objects.all().delete() == (len(keys), {"qsessions.Session": len(keys)})
-    # A batch of keys, its DELETE, then the last (short) batch and its DELETE.
+    # A batch of keys, its DELETE, then the last (short) batch and its DELETE; one cache round-trip per batch.
     assert run.kinds == ["SELECT", "DELETE", "SELECT", "DELETE"]
+    assert len(cache_calls) == (2 if hasattr(engine, "cache_key_prefix") else 0)
     assert not Session.objects.exists()
+    assert all(session_cache.get(KEY_PREFIX + key) is None for key in keys)
 
 
 def test_instance_delete_removes_row_and_cache_entry(engine, session_cache, statements):

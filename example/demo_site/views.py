@@ -5,5 +5,5 @@ from django.shortcuts import render
 def home(request: HttpRequest) -> HttpResponse:
     sessions = []
     if request.user.is_authenticated:
-        sessions = request.user.session_set.active().order_by("-updated_at")
+        sessions = request.user.session_set.active().order_by("-last_activity")
     return render(request, "home.html", {"sessions": sessions})

@@ -53,4 +53,7 @@ class Command(BaseCommand):
         store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
         store[HASH_SESSION_KEY] = user.get_session_auth_hash()
         store.create()
-        store.model.objects.filter(pk=store.session_key).update(created_at=timezone.now() - timedelta(days=days))
+        created_at = timezone.now() - timedelta(days=days)
+        store.model.objects.filter(pk=store.session_key).update(
+            created_at=created_at, last_activity=created_at + timedelta(hours=days * 5)
+        )
