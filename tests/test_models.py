@@ -39,7 +39,7 @@ def test_queryset_delete_removes_rows_and_cache_entries(engine, user, other_user
         deleted = user.session_set.all().delete()
 
     assert deleted == (3, {"qsessions.Session": 3})
-    assert run.kinds == ["SELECT", "DELETE"]
+    assert run.kinds in (["DELETE"], ["SELECT", "DELETE"])
     assert not Session.objects.filter(pk__in=mine).exists()
     for key in mine:
         assert session_cache.get(KEY_PREFIX + key) is None
@@ -51,18 +51,47 @@ def test_queryset_delete_removes_rows_and_cache_entries(engine, user, other_user
     }
 
 
-def test_queryset_delete_in_batches(engine, statements, session_cache, monkeypatch):
+@pytest.mark.parametrize("returning", [True, False], ids=["delete-returning", "select-then-delete"])
+def test_queryset_delete_statements_and_cache_calls(engine, returning, statements, session_cache, monkeypatch):
+    from django.db import connection
+
+    if returning and not connection.features.can_return_columns_from_insert:
+        pytest.skip("this database has no DELETE … RETURNING")
+    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", returning)
     keys = [saved(engine).session_key for _ in range(DELETE_BATCH_SIZE + 1)]
     cache_calls = []
     delete_many = session_cache.delete_many
     monkeypatch.setattr(session_cache, "delete_many", lambda keys: cache_calls.append(delete_many(keys)))
     with statements() as run:
         assert Session.objects.all().delete() == (len(keys), {"qsessions.Session": len(keys)})
-    # A batch of keys, its DELETE, then the last (short) batch and its DELETE; one cache round-trip per batch.
-    assert run.kinds == ["SELECT", "DELETE", "SELECT", "DELETE"]
-    assert len(cache_calls) == (2 if hasattr(engine, "cache_key_prefix") else 0)
+    cached = hasattr(engine, "cache_key_prefix")
+    if not cached:
+        assert run.kinds == ["DELETE"]
+    elif returning:
+        assert run.kinds == ["DELETE"]
+        assert "RETURNING" in run.sql[0]
+    else:
+        # A batch of keys, its DELETE, then the last (short) batch and its DELETE.
+        assert run.kinds == ["SELECT", "DELETE", "SELECT", "DELETE"]
+    # One cache round-trip per batch of keys.
+    assert len(cache_calls) == (2 if cached else 0)
     assert not Session.objects.exists()
     assert all(session_cache.get(KEY_PREFIX + key) is None for key in keys)
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["delete-returning", "select-then-delete"])
+def test_queryset_delete_across_a_join_leaves_other_sessions(engine, returning, user, other_user, monkeypatch):
+    from django.db import connection
+
+    if returning and not connection.features.can_return_columns_from_insert:
+        pytest.skip("this database has no DELETE … RETURNING")
+    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", returning)
+    mine = [saved(engine, user).session_key for _ in range(3)]
+    theirs = saved(engine, other_user).session_key
+    assert Session.objects.filter(user__username="alice").delete()[0] == 3
+    assert list(Session.objects.values_list("pk", flat=True)) == [theirs]
+    assert engine(theirs, user_agent=CHROME_ANDROID, ip="10.1.2.3").load() != {}
+    assert all(engine(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").load() == {} for key in mine)
 
 
 def test_instance_delete_removes_row_and_cache_entry(engine, session_cache, statements):
