@@ -5,7 +5,6 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-import geoip2.database
 import maxminddb
 import pytest
 from django.contrib.gis.geoip2 import GeoIP2
@@ -62,15 +61,15 @@ def geoip_dir(tmp_path, settings):
 
 @pytest.fixture
 def opened(monkeypatch):
-    """The paths of the databases opened, one entry per ``Reader`` created."""
+    """The paths of the databases opened, one entry per reader created."""
     paths: list[str] = []
-    reader_class = geoip2.database.Reader
+    open_database = maxminddb.open_database
 
     def spy(path, *args, **kwargs):
         paths.append(os.fspath(path))
-        return reader_class(path, *args, **kwargs)
+        return open_database(path, *args, **kwargs)
 
-    monkeypatch.setattr(geoip2.database, "Reader", spy)
+    monkeypatch.setattr(maxminddb, "open_database", spy)
     return paths
 
 

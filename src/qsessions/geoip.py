@@ -12,14 +12,14 @@ import logging
 import os
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
 if TYPE_CHECKING:
-    from geoip2.database import Reader
-    from geoip2.models import City, Country
+    from maxminddb.reader import Reader
 
 logger = logging.getLogger(__name__)
 
@@ -62,19 +62,19 @@ def location_info(ip: str | None) -> dict[str, Any] | None:
     if database is None or database.reader is None:
         return None
 
-    from geoip2.errors import AddressNotFoundError
-
     try:
-        if database.is_city:
-            return _city_dict(database.reader.city(ip))
-        return _country_dict(database.reader.country(ip))
-    except (AddressNotFoundError, ValueError):
-        # ValueError: an IPv6 address looked up in an IPv4-only database, which is as good as not found.
+        # The raw record, not geoip2's model objects: building those took most of a lookup's time.
+        record = database.reader.get(ip)
+    except ValueError:
+        # An IPv6 address looked up in an IPv4-only database, which is as good as not found.
         return None
     except Exception as exc:
         # A database can be damaged beyond its header, which only shows when a lookup reaches the bad part.
         _warn_once(f"lookup:{database.path}:{database.stamp}", "GeoIP lookup in %s failed: %s", database.path, exc)
         return None
+    if not isinstance(record, dict):
+        return None
+    return _city_dict(record) if database.is_city else _country_dict(record)
 
 
 def describe(info: dict[str, Any] | None) -> str | None:
@@ -86,15 +86,21 @@ def describe(info: dict[str, Any] | None) -> str | None:
     return str(info["country_name"])
 
 
-def _country_dict(response: Country) -> dict[str, Any]:
+def _name(record: dict[str, Any]) -> str | None:
+    # English names, as geoip2's models and Django's GeoIP2 give by default.
+    return record.get("names", {}).get("en")  # type: ignore[no-any-return]
+
+
+def _country_dict(record: dict[str, Any]) -> dict[str, Any]:
+    continent, country = record.get("continent", {}), record.get("country", {})
     return {
         "accuracy_radius": None,
         "city": None,
-        "continent_code": response.continent.code,
-        "continent_name": response.continent.name,
-        "country_code": response.country.iso_code,
-        "country_name": response.country.name,
-        "is_in_european_union": response.country.is_in_european_union,
+        "continent_code": continent.get("code"),
+        "continent_name": _name(continent),
+        "country_code": country.get("iso_code"),
+        "country_name": _name(country),
+        "is_in_european_union": bool(country.get("is_in_european_union", False)),
         "latitude": None,
         "longitude": None,
         "metro_code": None,
@@ -107,22 +113,23 @@ def _country_dict(response: Country) -> dict[str, Any]:
     }
 
 
-def _city_dict(response: City) -> dict[str, Any]:
+def _city_dict(record: dict[str, Any]) -> dict[str, Any]:
+    location = record.get("location", {})
     # The first subdivision is the largest one (a state, not a county), which is the one Django reports.
-    region = response.subdivisions[0] if response.subdivisions else None
+    region = (record.get("subdivisions") or [{}])[0]
     return {
-        **_country_dict(response),
-        "accuracy_radius": response.location.accuracy_radius,
-        "city": response.city.name,
-        "latitude": response.location.latitude,
-        "longitude": response.location.longitude,
-        "metro_code": response.location.metro_code,
-        "postal_code": response.postal.code,
-        "region_code": region.iso_code if region else None,
-        "region_name": region.name if region else None,
-        "time_zone": response.location.time_zone,
-        "dma_code": response.location.metro_code,
-        "region": region.iso_code if region else None,
+        **_country_dict(record),
+        "accuracy_radius": location.get("accuracy_radius"),
+        "city": _name(record.get("city", {})),
+        "latitude": location.get("latitude"),
+        "longitude": location.get("longitude"),
+        "metro_code": location.get("metro_code"),
+        "postal_code": record.get("postal", {}).get("code"),
+        "region_code": region.get("iso_code"),
+        "region_name": _name(region),
+        "time_zone": location.get("time_zone"),
+        "dma_code": location.get("metro_code"),
+        "region": region.get("iso_code"),
     }
 
 
@@ -148,8 +155,9 @@ def _stamp(path: str) -> Stamp | None:
 def _database() -> _Database | None:
     """The database the settings lead to, opened again when the file has changed since it was opened."""
     try:
-        from geoip2.database import Reader
-        from maxminddb import MODE_AUTO
+        # geoip2 is the extra that brings maxminddb, whose reader is used directly.
+        import geoip2  # noqa: F401
+        from maxminddb import MODE_AUTO, open_database
     except ImportError:
         _warn_once("no-geoip2", "The geoip2 package is not installed: sessions have no location.")
         return None
@@ -187,13 +195,13 @@ def _database() -> _Database | None:
         if database is None or database.stamp != stamp:
             # The previous reader is not closed: another thread may be in the middle of a lookup with it. It closes
             # by itself once nothing refers to it.
-            database = _databases[path] = _open(Reader, MODE_AUTO, path, stamp)
+            database = _databases[path] = _open(open_database, MODE_AUTO, path, stamp)
         return database
 
 
-def _open(reader_class: type[Reader], mode: int, path: str, stamp: Stamp) -> _Database:
+def _open(open_database: Callable[..., Reader], mode: int, path: str, stamp: Stamp) -> _Database:
     try:
-        reader = reader_class(path, mode=mode)
+        reader = open_database(path, mode=mode)
     except Exception as exc:
         _warn_once(f"unreadable:{path}:{stamp}", "Cannot read the GeoIP database %s: %s", path, exc)
         return _Database(path, stamp, None)
