@@ -39,10 +39,21 @@ def test_clearsessions_deletes_in_bounded_batches_and_leaves_the_cache_alone(eng
     monkeypatch.setattr(type(caches["default"]), "delete_many", lambda *args: cache_calls.append(args))
     monkeypatch.setattr(type(caches["default"]), "delete", lambda *args: cache_calls.append(args))
 
+    deleted: list[int] = []
+    delete = models.models.QuerySet.delete
+
+    def counted(rows):
+        result = delete(rows)
+        deleted.append(result[0])
+        return result
+
+    monkeypatch.setattr(models.models.QuerySet, "delete", counted)
     with statements() as run:
         call_command("clearsessions")
 
-    # Two full batches of three (oldest first), then the rest in the last DELETE.
-    assert run.kinds == ["SELECT", "DELETE", "SELECT", "DELETE", "SELECT", "DELETE"]
+    # Where the oldest expired session is, then windows of growing width, oldest first, none over a batch.
+    assert run.kinds == ["SELECT"] + ["DELETE"] * len(deleted)
+    assert sum(deleted) == 7
+    assert deleted == [1, 2, 3, 1]
     assert set(Session.objects.values_list("pk", flat=True)) == set(keys[7:])
     assert cache_calls == []

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
@@ -110,20 +111,24 @@ class SessionQuerySet(models.QuerySet["Session"]):
     def delete_expired(self) -> int:
         """Delete the expired rows among these, oldest first, about ``EXPIRED_BATCH_SIZE`` per statement.
 
-        Each DELETE is its own statement, so no transaction holds the locks of millions of rows, and each follows
-        the ``expire_date`` index. The cache is left alone: the entries of expired sessions have expired with them.
+        Each DELETE is its own statement, so no transaction holds the locks of millions of rows. Each covers a
+        window of ``expire_date`` along its index, sized from the previous window's density to hold about a batch,
+        so finding where a batch ends costs no scan. The cache is left alone: the entries of expired sessions have
+        expired with them.
         """
         using = self._db or router.db_for_write(self.model)
-        rest = self.using(using).filter(expire_date__lt=timezone.now()).order_by()
-        deleted = 0
-        while cut := list(
-            rest.order_by("expire_date").values_list("expire_date", flat=True)[EXPIRED_BATCH_SIZE - 1 :][:1]
-        ):
-            deleted += models.QuerySet.delete(rest.filter(expire_date__lte=cut[0]))[0]
-            # Start the next batch past this one: an index still holds deleted entries until the database purges them,
-            # and scanning them again batch after batch would make the whole clean-up quadratic.
-            rest = rest.filter(expire_date__gt=cut[0])
-        return deleted + models.QuerySet.delete(rest)[0]
+        now = timezone.now()
+        expired = self.using(using).filter(expire_date__lt=now).order_by()
+        start = expired.order_by("expire_date").values_list("expire_date", flat=True).first()
+        deleted, window = 0, timedelta(minutes=1)
+        while start is not None and start < now:
+            end = min(start + window, now)
+            batch = models.QuerySet.delete(expired.filter(expire_date__gte=start, expire_date__lt=end))[0]
+            deleted += batch
+            # Never more than double (a sparse window says little about the next one), never under a second.
+            window = max(window * (min(2.0, EXPIRED_BATCH_SIZE / batch) if batch else 2.0), timedelta(seconds=1))
+            start = end
+        return deleted
 
     delete_expired.alters_data = True  # type: ignore[attr-defined]
 
