@@ -194,6 +194,11 @@ def scenario_new_ip(engine: str) -> Callable[[int], None]:
     return lambda index: _ok(client.get("/read/", REMOTE_ADDR=f"10.0.{index // 250 % 250}.{index % 250 + 1}"))
 
 
+def scenario_new_user_agent(engine: str) -> Callable[[int], None]:
+    client = signed_in(engine)
+    return lambda index: _ok(client.get("/read/", HTTP_USER_AGENT=f"{USER_AGENT} build/{index}"))
+
+
 def _ok(response: Any) -> None:
     if response.status_code != 200:
         raise RuntimeError(f"HTTP {response.status_code}")
@@ -205,6 +210,7 @@ SCENARIOS = {
     "signed in, writes session": scenario_write,
     "login (new session)": scenario_login,
     "signed in, new IP every request": scenario_new_ip,
+    "signed in, new user agent every request": scenario_new_user_agent,
 }
 
 
@@ -233,7 +239,7 @@ def main() -> None:
     counter = Counter()
 
     print(f"database={options.db} cache={options.cache} rounds={options.rounds} requests={options.requests}")
-    print(f"{'scenario':38} {'engine':20} {'median µs':>10} {'ratio':>7} {'SQL/req':>8} {'cache/req':>9}")
+    print(f"{'scenario':40} {'engine':20} {'median µs':>10} {'ratio':>7} {'SQL/req':>8} {'cache/req':>9}")
     engines = list(ENGINES)
     for title, scenario in SCENARIOS.items():
         times: dict[str, list[float]] = {engine: [] for engine in engines}
@@ -257,7 +263,7 @@ def main() -> None:
             kind = engine.split()[1]
             ratio = median / statistics.median(times[f"django {kind}"])
             print(
-                f"{title:38} {engine:20} {median * 1e6:10.0f} {ratio:7.3f} {sql[engine] / total:8.2f} "
+                f"{title:40} {engine:20} {median * 1e6:10.0f} {ratio:7.3f} {sql[engine] / total:8.2f} "
                 f"{cache_ops[engine] / total:9.2f}"
             )
     connection.creation.destroy_test_db(connection.settings_dict["NAME"], verbosity=0)

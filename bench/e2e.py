@@ -1,0 +1,343 @@
+"""Requests through a real WSGI server (gunicorn) under load from wrk, for Django's session engines and ours.
+
+    .venv/bin/python bench/e2e.py [--db sqlite|postgresql|mariadb] [--cache locmem|redis] [--seconds 10]
+        [--rounds 3] [--workers 2] [--connections 4]
+
+Needs gunicorn (dependency group ``bench``) and wrk (``apt-get install wrk``). A smoke run takes about 25 s:
+``--seconds 1 --rounds 1``. Each engine gets its own gunicorn (sync workers, one thread each) on a free loopback
+port; this module is also its WSGI application, the engine named by an environment variable. Database connections
+are persistent (``CONN_MAX_AGE``), as on a production site.
+
+Within each round the engines take turns (in an order that rotates), after one warm-up run each that is thrown
+away. For each scenario it prints the median requests/s over the rounds, its ratio to Django's engine of the same
+kind (``db`` or ``cached_db``; above 1 is faster), and the median p50/p99 latency. wrk shares the machine with the
+server, the database and the cache, so the numbers are for comparing engines, not for sizing a site.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+ENGINES = {
+    "django db": ("django.contrib.sessions.backends.db", "django.contrib.sessions.middleware.SessionMiddleware"),
+    "qsessions db": ("qsessions.backends.db", "qsessions.middleware.SessionMiddleware"),
+    "django cached_db": (
+        "django.contrib.sessions.backends.cached_db",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+    ),
+    "qsessions cached_db": ("qsessions.backends.cached_db", "qsessions.middleware.SessionMiddleware"),
+}
+SCENARIOS = {"anonymous, no session": "/anonymous/", "signed in, reads session (hot path)": "/read/"}
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
+WARM_UP_SECONDS = 2
+# How the benchmark tells each gunicorn what to serve.
+ENV_ENGINE, ENV_DB, ENV_CACHE, ENV_DB_NAME = (f"QSESSIONS_E2E_{name}" for name in ("ENGINE", "DB", "CACHE", "DB_NAME"))
+
+
+def configure(db: str, cache: str, engine: str, db_name: str | None = None) -> None:
+    from django.conf import settings
+
+    databases = {
+        "sqlite": {"ENGINE": "django.db.backends.sqlite3", "NAME": "bench.sqlite3"},
+        "postgresql": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "qsessions_bench",
+            "USER": "postgres",
+            "HOST": "127.0.0.1",
+        },
+        "mariadb": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": "qsessions_bench",
+            "USER": "root",
+            "HOST": "127.0.0.1",
+            "OPTIONS": {"charset": "utf8mb4"},
+        },
+    }
+    database = {**databases[db], "CONN_MAX_AGE": 60}
+    if db_name is not None:
+        database.update(NAME=db_name, TEST={"NAME": db_name})
+    caches = {
+        "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:6379/13"},
+    }
+    session_engine, session_middleware = ENGINES[engine]
+    settings.configure(
+        SECRET_KEY="bench",
+        DEBUG=False,
+        USE_TZ=True,
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=__name__,
+        DATABASES={"default": database},
+        CACHES={"default": caches[cache]},
+        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions", "qsessions"],
+        MIDDLEWARE=[
+            session_middleware,
+            "django.middleware.common.CommonMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+        ],
+        SESSION_ENGINE=session_engine,
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+        SILENCED_SYSTEM_CHECKS=["qsessions.W001"],
+    )
+
+
+# Views.
+
+
+def anonymous(request: Any) -> Any:
+    from django.http import HttpResponse
+
+    return HttpResponse("hello")
+
+
+def read(request: Any) -> Any:
+    from django.http import HttpResponse
+
+    return HttpResponse(request.user.get_username())
+
+
+def login_view(request: Any) -> Any:
+    from django.contrib.auth import authenticate, login
+    from django.http import HttpResponse
+
+    login(request, authenticate(request, username="bench", password="bench"))
+    return HttpResponse("ok")
+
+
+def _urls() -> list[Any]:
+    from django.urls import path
+    from django.views.decorators.csrf import csrf_exempt
+
+    return [path("anonymous/", anonymous), path("read/", read), path("login/", csrf_exempt(login_view))]
+
+
+def _application() -> Any:
+    """The WSGI application a gunicorn worker serves, for the engine its environment names."""
+    configure(os.environ[ENV_DB], os.environ[ENV_CACHE], os.environ[ENV_ENGINE], os.environ[ENV_DB_NAME])
+    globals()["urlpatterns"] = _urls()
+    from django.core.wsgi import get_wsgi_application
+
+    return get_wsgi_application()
+
+
+# Set-up, in the benchmark's own process.
+
+
+def sign_in(engine: str) -> str:
+    """A signed-in session, made through the engine's own middleware from 127.0.0.1 and USER_AGENT, as wrk will
+    send them (so qsessions sees the client it stored and has nothing to write). Returns its key."""
+    from django.test import Client, override_settings
+
+    session_engine, session_middleware = ENGINES[engine]
+    middleware = [session_middleware, "django.contrib.auth.middleware.AuthenticationMiddleware"]
+    with override_settings(SESSION_ENGINE=session_engine, MIDDLEWARE=middleware):
+        client = Client(HTTP_USER_AGENT=USER_AGENT, REMOTE_ADDR="127.0.0.1")
+        if client.post("/login/").status_code != 200:
+            raise RuntimeError(f"{engine}: login failed")
+    return client.cookies["sessionid"].value
+
+
+def session_row(engine: str, session_key: str) -> tuple[Any, ...]:
+    from importlib import import_module
+
+    model = import_module(ENGINES[engine][0]).SessionStore.get_model_class()
+    return tuple(model.objects.filter(session_key=session_key).values_list("session_data", "expire_date").get())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """One gunicorn serving one engine, its error log in ``log``."""
+
+    def __init__(self, engine: str, options: argparse.Namespace, db_name: str, log_dir: str) -> None:
+        self.engine = engine
+        self.port = free_port()
+        self.log = Path(log_dir) / f"gunicorn-{engine.replace(' ', '-')}.log"
+        env = {**os.environ, ENV_ENGINE: engine, ENV_DB: options.db, ENV_CACHE: options.cache, ENV_DB_NAME: db_name}
+        command = [
+            sys.executable, "-m", "gunicorn",
+            "--chdir", str(Path(__file__).resolve().parent),
+            "--worker-class", "sync", "--workers", str(options.workers), "--threads", "1",
+            "--bind", f"127.0.0.1:{self.port}",
+            "--log-level", "warning", "--error-logfile", str(self.log), "--graceful-timeout", "5",
+            f"{Path(__file__).stem}:application",
+        ]  # fmt: skip
+        # A session of its own, so that Ctrl-C reaches only us and we stop it in order.
+        self.process = subprocess.Popen(command, env=env, start_new_session=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait_ready(self, cookie: str, timeout: float = 30) -> None:
+        """Until the signed-in page answers with the user's name."""
+        deadline = time.monotonic() + timeout
+        request = urllib.request.Request(self.url("/read/"), headers={"Cookie": cookie, "User-Agent": USER_AGENT})
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.engine}: gunicorn exited ({self.process.returncode}):\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    body = response.read().decode()
+                if body != "bench":
+                    raise RuntimeError(f"{self.engine}: the session is not signed in (page says {body!r})")
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.engine}: no answer in {timeout:.0f} s:\n{self.log_tail()}") from None
+                time.sleep(0.1)
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log.read_text().splitlines()[-20:]) if self.log.exists() else "(no log)"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+# Load.
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def run_wrk(url: str, headers: dict[str, str], seconds: float, connections: int) -> dict[str, float]:
+    """One wrk run: requests/s and p50/p99 latency in seconds. Fails on any non-2xx/3xx response or socket error."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    if match := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
+        raise RuntimeError(f"{url}: {match[1]} responses were not 2xx or 3xx:\n{output}")
+    if match := re.search(r"Socket errors: (.*)", output):
+        raise RuntimeError(f"{url}: socket errors ({match[1]}):\n{output}")
+
+    def latency(percent: int) -> float:
+        number, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.MULTILINE).groups()
+        return float(number) * _UNITS[unit]
+
+    requests_per_second = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])
+    return {"rps": requests_per_second, "p50": latency(50), "p99": latency(99)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "mariadb"], default="sqlite")
+    parser.add_argument("--cache", choices=["locmem", "redis"], default="locmem")
+    parser.add_argument("--seconds", type=int, default=10, help="length of one wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers per engine")
+    parser.add_argument("--connections", type=int, help="wrk connections (default: twice the workers)")
+    options = parser.parse_args()
+    options.connections = options.connections or 2 * options.workers
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install -y wrk")
+    try:
+        import gunicorn  # noqa: F401
+    except ImportError:
+        sys.exit("gunicorn is not installed (dependency group bench): .venv/bin/python -m pip install 'gunicorn>=23'")
+    # Ctrl-C and kill both end up in the finally below, which stops the servers.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+    engines = list(ENGINES)
+    warm_up = min(WARM_UP_SECONDS, options.seconds)
+    load_seconds = len(engines) * len(SCENARIOS) * (options.rounds * options.seconds + warm_up)
+    print(
+        f"database={options.db} cache={options.cache} seconds={options.seconds} rounds={options.rounds} "
+        f"gunicorn: {options.workers} sync workers x 1 thread per engine; wrk: 1 thread, {options.connections} "
+        f"connections; {os.cpu_count()} CPUs shared by wrk, gunicorn, database and cache"
+    )
+    print(f"expected duration: about {load_seconds + 5} s", flush=True)
+
+    work_dir = tempfile.mkdtemp(prefix="qsessions-e2e-")
+    # The sqlite database is a file every worker opens; the servers' databases are named as in requests.py.
+    sqlite_file = str(Path(work_dir) / "bench.sqlite3") if options.db == "sqlite" else None
+    configure(options.db, options.cache, engines[0], sqlite_file)
+    import django
+
+    django.setup()
+    globals()["urlpatterns"] = _urls()
+    from django.contrib.auth import get_user_model
+    from django.core.cache import caches
+    from django.db import connection
+
+    db_name = connection.creation.create_test_db(verbosity=0)
+    servers: list[Server] = []
+    try:
+        caches["default"].clear()
+        get_user_model().objects.create_user("bench", password="bench")
+        cookies = {engine: f"sessionid={sign_in(engine)}" for engine in engines}
+        rows = {engine: session_row(engine, cookies[engine].partition("=")[2]) for engine in engines}
+        servers = [Server(engine, options, db_name, work_dir) for engine in engines]
+        for server in servers:
+            server.wait_ready(cookies[server.engine])
+
+        print(f"{'scenario':38} {'engine':20} {'req/s':>8} {'ratio':>7} {'p50 ms':>7} {'p99 ms':>7}")
+        for title, path in SCENARIOS.items():
+            results: dict[str, list[dict[str, float]]] = {engine: [] for engine in engines}
+
+            def one(server: Server, seconds: float, path: str = path) -> dict[str, float]:
+                headers = {"User-Agent": USER_AGENT}
+                if path != "/anonymous/":
+                    headers["Cookie"] = cookies[server.engine]
+                return run_wrk(server.url(path), headers, seconds, options.connections)
+
+            for server in servers:
+                one(server, warm_up)
+            for round_index in range(options.rounds):
+                shift = round_index % len(servers)
+                for server in servers[shift:] + servers[:shift]:
+                    results[server.engine].append(one(server, options.seconds))
+            medians = {
+                engine: {key: statistics.median(run[key] for run in runs) for key in ("rps", "p50", "p99")}
+                for engine, runs in results.items()
+            }
+            for engine in engines:
+                median = medians[engine]
+                ratio = median["rps"] / medians[f"django {engine.split()[1]}"]["rps"]
+                print(
+                    f"{title:38} {engine:20} {median['rps']:8.0f} {ratio:7.3f} {median['p50'] * 1e3:7.2f} "
+                    f"{median['p99'] * 1e3:7.2f}",
+                    flush=True,
+                )
+        for engine in engines:
+            if session_row(engine, cookies[engine].partition("=")[2]) != rows[engine]:
+                print(f"note: {engine} wrote its session during the load, which the hot path should not do")
+    finally:
+        for server in servers:
+            server.stop()
+        connection.close()
+        connection.creation.destroy_test_db(db_name, verbosity=0)
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)
+elif ENV_ENGINE in os.environ:
+    application = _application()
