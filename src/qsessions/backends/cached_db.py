@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.sessions.backends.cached_db import SessionStore as DjangoCachedDBStore
 
 from qsessions import IP_SESSION_KEY, USER_AGENT_SESSION_KEY
-from qsessions.backends.base import ROW_TIMES_KEY, Client, QSessionStoreMixin, RowTimes, pop_extras, select_live_row
+from qsessions.backends.base import ROW_TIMES_KEY, Client, QSessionStoreMixin, RowTimes, pop_extras
 
 #: The published package's prefix: cache entries it wrote stay readable, and ours stay readable by it.
 KEY_PREFIX = "qsessions.q_cached_db"
@@ -49,7 +49,7 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
             entry = None
         if entry is not None:
             return self._from_entry(entry)
-        data = self._from_row(select_live_row(self.model, self.session_key))  # type: ignore[arg-type]
+        data = super().load()
         if self.session_key is not None:
             self._cache.set(self.cache_key, self._entry(data, self._stored_client), self._remaining())
         return data
