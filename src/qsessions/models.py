@@ -12,8 +12,8 @@ from django.db import connections, models, router
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from qsessions import IP_SESSION_KEY, USER_AGENT_SESSION_KEY, devices, geoip
-from qsessions.backends.base import ROW_TIMES_KEY
+from qsessions import devices, geoip
+from qsessions.backends.base import pop_extras
 
 if TYPE_CHECKING:
     from django.contrib.sessions.backends.base import SessionBase
@@ -161,11 +161,9 @@ class Session(AbstractBaseSession):
 
     def get_decoded(self) -> dict[str, Any]:
         """The application's session data: the client keys kept in the payload are not part of it."""
-        data = super().get_decoded()
-        data.pop(IP_SESSION_KEY, None)
-        data.pop(USER_AGENT_SESSION_KEY, None)
-        data.pop(ROW_TIMES_KEY, None)
-        return data  # type: ignore[no-any-return]
+        data: dict[str, Any] = super().get_decoded()
+        pop_extras(data)
+        return data
 
     def delete(self, using: str | None = None, keep_parents: bool = False) -> tuple[int, dict[str, int]]:
         """Delete the row and its cache entry."""
