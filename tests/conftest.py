@@ -52,6 +52,16 @@ def _drop_redis_keys_afterwards() -> Iterator[None]:
         client.close()
 
 
+@pytest.fixture(autouse=True)
+def _working_session_cache() -> Iterator[None]:
+    """Each test starts with a session cache that is taken to work and is owed nothing, and leaves it so."""
+    from qsessions.backends import cache_guard
+
+    cache_guard.reset()
+    yield
+    cache_guard.reset()
+
+
 @pytest.fixture
 def fresh_geoip(monkeypatch: pytest.MonkeyPatch) -> None:
     """No GeoIP reader, resolved path or warning carried over from another test."""

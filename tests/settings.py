@@ -3,9 +3,12 @@
 ``QSESSIONS_TEST_DB``: ``sqlite`` (default), ``postgresql`` or ``mariadb``.
 ``QSESSIONS_TEST_CACHE``: ``locmem`` (default) or ``redis``.
 Servers are reached on 127.0.0.1 with their default ports; ``QSESSIONS_TEST_*_HOST``/``_PORT`` override them.
+``QSESSIONS_TEST_DB_NAME`` names the server database (default ``qsessions``; the tests use ``test_`` + it), so two
+runs on one server need not share it.
 """
 
 import os
+import tempfile
 
 SECRET_KEY = "qsessions-tests-not-secret"
 DEBUG = False
@@ -13,17 +16,29 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 ROOT_URLCONF = "tests.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+# The live server of the browser tests serves static files from it, and fails on every request without it.
+STATIC_URL = "/static/"
 
 _db = os.environ.get("QSESSIONS_TEST_DB", "sqlite")
 _cache = os.environ.get("QSESSIONS_TEST_CACHE", "locmem")
+_db_name = os.environ.get("QSESSIONS_TEST_DB_NAME", "qsessions")
 
 if _db == "sqlite":
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    # A file, not memory: connections of several threads then wait for each other's locks, as on a server, instead
+    # of failing at once ("database table is locked"), so the concurrency tests run here too. One per process.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": "qsessions.sqlite3",
+            "OPTIONS": {"timeout": 20},
+            "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"qsessions-tests-{os.getpid()}.sqlite3")},
+        }
+    }
 elif _db == "postgresql":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": "qsessions",
+            "NAME": _db_name,
             "USER": os.environ.get("QSESSIONS_TEST_PG_USER", "postgres"),
             "HOST": os.environ.get("QSESSIONS_TEST_PG_HOST", "127.0.0.1"),
             "PORT": os.environ.get("QSESSIONS_TEST_PG_PORT", "5432"),
@@ -33,7 +48,7 @@ elif _db == "mariadb":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.mysql",
-            "NAME": "qsessions",
+            "NAME": _db_name,
             "USER": "root",
             "HOST": os.environ.get("QSESSIONS_TEST_MYSQL_HOST", "127.0.0.1"),
             "PORT": os.environ.get("QSESSIONS_TEST_MYSQL_PORT", "3306"),

@@ -218,3 +218,37 @@ async def test_arecord_activity_keeps_a_concurrent_save(engine, session_cache):
     assert (await Session.objects.aget(pk=store.session_key)).ip == "10.9.9.9"
     fresh = engine(store.session_key, user_agent=CHROME_ANDROID, ip="10.1.2.3")
     assert await fresh.aget("cart") == [1, 2]
+
+
+def test_recording_activity_never_rewrites_the_entry(settings, session_cache, statements, monkeypatch):
+    """A request's activity goes to a key of its own: rewriting the entry could put back data that a concurrent
+    request saved over since this one read it."""
+    from qsessions.backends.cached_db import SEEN_PREFIX, SessionStore
+
+    settings.SESSION_ENGINE = "qsessions.backends.cached_db"
+    store = saved(SessionStore, cart=[1])
+    reader = SessionStore(store.session_key, user_agent=FIREFOX_LINUX, ip="10.9.9.9")
+    assert reader["cart"] == [1]
+    written: list[str] = []
+    for name in ("set", "add", "set_many", "delete"):
+        method = getattr(session_cache, name)
+        monkeypatch.setattr(
+            session_cache,
+            name,
+            lambda key, *args, _method=method, **kwargs: (
+                written.append(key if isinstance(key, str) else "many"),
+                _method(key, *args, **kwargs),
+            )[1],
+        )
+
+    with statements() as run:
+        reader.record_activity()
+    assert run.kinds == ["UPDATE"]
+    assert written == [SEEN_PREFIX + store.session_key]
+
+    # The next request from that client finds its activity and client recorded: nothing to write, no SQL.
+    again = SessionStore(store.session_key, user_agent=FIREFOX_LINUX, ip="10.9.9.9")
+    with statements() as run:
+        assert again["cart"] == [1]
+        again.record_activity()
+    assert run.kinds == []

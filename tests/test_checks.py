@@ -64,6 +64,53 @@ def test_every_message_has_a_hint(settings):
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
     settings.MIDDLEWARE = []
     settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "django.contrib.sessions"]
+    settings.QSESSIONS_TRUSTED_PROXIES = ["proxy.internal"]
+    settings.QSESSIONS_CLIENT_IP = "no.such.function"
     messages = check_settings()
-    assert {message.id for message in messages} == {"qsessions.E001", "qsessions.E002", "qsessions.W001"}
+    assert {message.id for message in messages} == {
+        "qsessions.E001",
+        "qsessions.E002",
+        "qsessions.E004",
+        "qsessions.E005",
+        "qsessions.W001",
+    }
     assert all(message.hint for message in messages)
+
+
+@pytest.mark.parametrize("proxies", [[], ["10.0.0.0/8", "10.1.2.3", "2001:db8::/32", "::ffff:10.0.0.0/104"]])
+def test_trusted_proxies_pass(settings, proxies):
+    settings.QSESSIONS_TRUSTED_PROXIES = proxies
+    assert _ids() == []
+
+
+@pytest.mark.parametrize(
+    ("proxies", "errors"),
+    [
+        (["10.0.0.0/8", "proxy.internal", "10.0.0.0/33", None], 3),
+        ("10.0.0.0/8", 1),
+        (None, 1),
+    ],
+)
+def test_trusted_proxies_must_be_networks(settings, proxies, errors):
+    settings.QSESSIONS_TRUSTED_PROXIES = proxies
+    assert _ids() == ["qsessions.E004"] * errors
+
+
+def test_client_ip_function_passes(settings):
+    settings.QSESSIONS_CLIENT_IP = "tests.testapp.client_ip.cf_connecting_ip"
+    assert _ids() == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "tests.testapp.client_ip.missing",
+        "no.such.module.function",
+        "nodots",
+        "tests.testapp.client_ip.NOT_CALLABLE",
+        42,
+    ],
+)
+def test_client_ip_function_must_be_importable_and_callable(settings, path):
+    settings.QSESSIONS_CLIENT_IP = path
+    assert _ids() == ["qsessions.E005"]

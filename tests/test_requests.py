@@ -83,10 +83,24 @@ def test_new_ip_and_user_agent_are_recorded(engine, user):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("header", ["HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP", "HTTP_FORWARDED"])
-def test_forwarding_headers_are_not_trusted(engine, user, header):
-    client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR="10.1.2.3", **{header: "6.6.6.6"})
-    assert _login(client).ip == "10.1.2.3"
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("HTTP_X_FORWARDED_FOR", "6.6.6.6"),
+        ("HTTP_X_REAL_IP", "6.6.6.6"),
+        ("HTTP_FORWARDED", "for=6.6.6.6"),
+        ("HTTP_CF_CONNECTING_IP", "6.6.6.6"),
+        ("HTTP_TRUE_CLIENT_IP", "6.6.6.6"),
+    ],
+)
+def test_forwarding_headers_are_not_trusted(engine, user, header, value):
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR="10.1.2.3", **{header: value})
+    row = _login(client)
+    assert row.ip == "10.1.2.3"
+    # Nor on a later request of the session, with another value.
+    assert client.get("/read/", **{header: value.replace("6.6.6.6", "7.7.7.7")}).json()["user"] == "alice"
+    row.refresh_from_db()
+    assert row.ip == "10.1.2.3"
 
 
 @pytest.mark.django_db
@@ -150,6 +164,14 @@ def test_deleted_user_does_not_crash_the_request(engine, user):
     assert client.get("/write/").status_code in (200, 400)
 
 
+@pytest.mark.django_db
+def test_deleting_a_user_leaves_nothing_of_their_sessions(engine, user):
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR="10.1.2.3")
+    _login(client)
+    user.delete()
+    assert client.get("/read/").json() == {"user": "", "data": {}}
+
+
 # The async path: the middleware under an async handler, and views that use the async session API.
 
 
@@ -197,3 +219,145 @@ async def test_async_new_client_is_recorded(engine, user):
     assert (await elsewhere.get("/async/read/")).json()["user"] == "alice"
     row = await Session.objects.aget(pk=_session_key(client))
     assert (row.ip, row.user_agent) == ("10.8.8.8", FIREFOX_LINUX)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+@pytest.mark.parametrize("header", ["x-forwarded-for", "x-real-ip", "forwarded", "cf-connecting-ip", "true-client-ip"])
+async def test_async_forwarding_headers_are_not_trusted(engine, user, header):
+    client = AsyncClientAt("10.7.7.7", CHROME_ANDROID)
+    value = "for=6.6.6.6" if header == "forwarded" else "6.6.6.6"
+    response = await client.post("/async/login/", {"username": "alice", "password": "secret"}, headers={header: value})
+    assert response.status_code == 200
+    assert (await client.get("/async/read/", headers={header: value})).json()["user"] == "alice"
+    row = await Session.objects.aget(pk=_session_key(client))
+    assert row.ip == "10.7.7.7"
+
+
+# The client's address behind proxies, and anonymised.
+
+
+@pytest.mark.django_db
+def test_forwarded_for_from_a_trusted_proxy(engine, user, settings):
+    settings.QSESSIONS_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="6.6.6.6, 81.2.69.160")
+    row = _login(client)
+    assert row.ip == "81.2.69.160"
+    # The client moves: the proxy reports its new address, which is recorded.
+    assert client.get("/read/", HTTP_X_FORWARDED_FOR="2001:db8::9").json()["user"] == "alice"
+    row.refresh_from_db()
+    assert row.ip == "2001:db8::9"
+
+
+@pytest.mark.django_db
+def test_forwarded_for_from_elsewhere_is_ignored(engine, user, settings):
+    settings.QSESSIONS_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR="81.2.69.160", HTTP_X_FORWARDED_FOR="10.0.0.2")
+    assert _login(client).ip == "81.2.69.160"
+
+
+@pytest.mark.django_db
+def test_forwarded_for_through_layers_of_ipv6_proxies(engine, user, settings):
+    settings.QSESSIONS_TRUSTED_PROXIES = ["2001:db8:ff::/48", "10.0.0.5"]
+    client = Client(
+        HTTP_USER_AGENT=CHROME_ANDROID,
+        REMOTE_ADDR="2001:db8:ff::1",
+        HTTP_X_FORWARDED_FOR="10.0.0.9, 2001:db8:1::7, 10.0.0.5, 2001:db8:ff::2",
+    )
+    assert _login(client).ip == "2001:db8:1::7"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "forwarded_for", ["", "garbage", "81.2.69.160, ", "x" * 100_000, ",".join(["10.0.0.2"] * 5000)]
+)
+def test_bad_forwarded_for_is_stored_as_null(engine, user, settings, forwarded_for):
+    settings.QSESSIONS_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=forwarded_for)
+    assert _login(client).ip is None
+    assert client.get("/read/").json()["user"] == "alice"
+
+
+@pytest.mark.django_db
+def test_client_ip_function_wins(engine, user, settings):
+    settings.QSESSIONS_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    settings.QSESSIONS_CLIENT_IP = "tests.testapp.client_ip.cf_connecting_ip"
+    client = Client(
+        HTTP_USER_AGENT=CHROME_ANDROID,
+        REMOTE_ADDR="10.0.0.1",
+        HTTP_X_FORWARDED_FOR="6.6.6.6",
+        HTTP_CF_CONNECTING_IP="2001:DB8::1",
+    )
+    assert _login(client).ip == "2001:db8::1"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", [None, "", "garbage", "81.2.69.160, 6.6.6.6", "fe80::1%eth0"])
+def test_client_ip_function_output_is_cleaned(engine, user, settings, value):
+    settings.QSESSIONS_CLIENT_IP = "tests.testapp.client_ip.not_an_address"
+    meta = {} if value is None else {"HTTP_X_TEST_VALUE": value}
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR="10.1.2.3", **meta)
+    assert _login(client).ip is None
+    assert client.get("/read/").json()["user"] == "alice"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("remote_addr", "stored"),
+    [("81.2.69.160", "81.2.69.0"), ("2001:db8:1:2::7", "2001:db8:1::"), ("::ffff:81.2.69.160", "81.2.69.0")],
+)
+def test_anonymized_ip_costs_no_update_per_request(
+    engine, user, settings, django_assert_num_queries, remote_addr, stored
+):
+    settings.QSESSIONS_IP_ANONYMIZE = True
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR=remote_addr)
+    row = _login(client)
+    assert row.ip == stored
+    # The user's SELECT, and the session's on db; no UPDATE although the given address is not the stored one.
+    with django_assert_num_queries(1 if hasattr(engine, "cache_key_prefix") else 2):
+        assert client.get("/read/").json()["user"] == "alice"
+
+
+@pytest.mark.django_db
+def test_anonymized_session_records_a_new_network_only(engine, user, settings, statements):
+    settings.QSESSIONS_IP_ANONYMIZE = True
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR="81.2.69.160")
+    row = _login(client)
+    client.defaults.update(REMOTE_ADDR="81.2.69.7")
+    with statements() as run:
+        client.get("/read/")
+    assert "UPDATE" not in run.kinds
+    client.defaults.update(REMOTE_ADDR="81.2.70.7")
+    with statements() as run:
+        client.get("/read/")
+    assert run.kinds.count("UPDATE") == 1
+    row.refresh_from_db()
+    assert row.ip == "81.2.70.0"
+
+
+@pytest.mark.django_db
+def test_turning_anonymization_on_rewrites_a_full_address(engine, user, settings):
+    client = Client(HTTP_USER_AGENT=CHROME_ANDROID, REMOTE_ADDR="81.2.69.160")
+    row = _login(client)
+    settings.QSESSIONS_IP_ANONYMIZE = True
+    client.get("/read/")
+    row.refresh_from_db()
+    assert row.ip == "81.2.69.0"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_async_path_resolves_the_address_as_the_sync_one(engine, user, settings):
+    settings.QSESSIONS_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    settings.QSESSIONS_IP_ANONYMIZE = True
+    client = AsyncClientAt("10.0.0.1", CHROME_ANDROID)
+    headers = {"x-forwarded-for": "6.6.6.6, 81.2.69.160"}
+    response = await client.post("/async/login/", {"username": "alice", "password": "secret"}, headers=headers)
+    assert response.status_code == 200
+    row = await Session.objects.aget(pk=_session_key(client))
+    assert row.ip == "81.2.69.0"
+
+    client.address = "81.2.69.99"
+    assert (await client.get("/async/read/", headers=headers)).json()["user"] == "alice"
+    row = await Session.objects.aget(pk=_session_key(client))
+    assert row.ip == "81.2.69.0"

@@ -4,14 +4,26 @@ from pprint import pformat
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import display_for_field, display_for_value
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from qsessions.models import Session
+
+#: Django's names for the model and two of its fields (``AbstractBaseSession``) are translated in the catalogue of
+#: ``django.contrib.sessions``, which a site leaves out of ``INSTALLED_APPS`` with qsessions: marked here, they are
+#: in this app's catalogue too.
+_DJANGO_SESSION_NAMES = (
+    gettext_noop("session"),
+    gettext_noop("sessions"),
+    gettext_noop("session key"),
+    gettext_noop("expire date"),
+)
 
 
 class ActiveFilter(admin.SimpleListFilter):
@@ -46,7 +58,9 @@ class OwnerFilter(admin.SimpleListFilter):
 class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Sessions can be looked at and deleted (which signs their client out), never edited or added."""
 
-    list_display = ("ip", "linked_user", "is_active", "created_at", "updated_at", "expire_date", "device", "location")
+    # The fields without a verbose name (created_at, updated_at, user_agent) and the model's properties are shown
+    # through methods below: their column titles are then translated.
+    list_display = ("ip", "linked_user", "is_active", "created", "updated", "expire_date", "device", "location")
     list_select_related = ("user",)
     list_filter = (ActiveFilter, OwnerFilter)
     ordering = ("-expire_date",)
@@ -55,10 +69,10 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "ip",
         "location",
         "is_active",
-        "created_at",
-        "updated_at",
+        "created",
+        "updated",
         "expire_date",
-        "user_agent",
+        "agent",
         "device",
         "session_key",
         "decoded_data",
@@ -79,6 +93,30 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         except NoReverseMatch:
             return str(obj.user)
         return format_html('<a href="{}">{}</a>', url, obj.user)
+
+    def _field(self, obj: Session, name: str) -> str:
+        """The field as the admin shows it where the field itself is listed."""
+        return str(display_for_field(getattr(obj, name), obj._meta.get_field(name), self.get_empty_value_display()))
+
+    @admin.display(description=_("created at"), ordering="created_at")
+    def created(self, obj: Session) -> str:
+        return self._field(obj, "created_at")
+
+    @admin.display(description=_("updated at"), ordering="updated_at")
+    def updated(self, obj: Session) -> str:
+        return self._field(obj, "updated_at")
+
+    @admin.display(description=_("user agent"))
+    def agent(self, obj: Session) -> str:
+        return self._field(obj, "user_agent")
+
+    @admin.display(description=_("device"))
+    def device(self, obj: Session) -> str:
+        return str(display_for_value(obj.device, self.get_empty_value_display()))
+
+    @admin.display(description=_("location"))
+    def location(self, obj: Session) -> str:
+        return str(display_for_value(obj.location, self.get_empty_value_display()))
 
     @admin.display(description=_("active"), boolean=True)
     def is_active(self, obj: Session) -> bool:

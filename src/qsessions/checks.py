@@ -12,6 +12,7 @@ from django.core.cache.backends.dummy import DummyCache
 from django.utils.module_loading import import_string
 
 from qsessions.backends.base import QSessionStoreMixin
+from qsessions.client import parse_network
 
 _ENGINES = ("qsessions.backends.db", "qsessions.backends.cached_db")
 
@@ -62,6 +63,7 @@ def check_settings(app_configs: list[AppConfig] | None = None, **kwargs: Any) ->
         )
     if store is not None and hasattr(store, "cache_key_prefix"):
         errors.extend(_check_session_cache())
+    errors.extend(_check_client_ip())
     if "django.contrib.sessions" in settings.INSTALLED_APPS:
         errors.append(
             checks.Warning(
@@ -99,3 +101,43 @@ def _check_session_cache() -> list[checks.CheckMessage]:
             )
         ]
     return []
+
+
+def _check_client_ip() -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    proxies = getattr(settings, "QSESSIONS_TRUSTED_PROXIES", ())
+    if not isinstance(proxies, (list, tuple)):
+        errors.append(
+            checks.Error(
+                f"QSESSIONS_TRUSTED_PROXIES is {proxies!r}, which is not a list: no proxy is trusted.",
+                hint="Set QSESSIONS_TRUSTED_PROXIES to a list of addresses or networks, e.g. ['10.0.0.0/8'].",
+                id="qsessions.E004",
+            )
+        )
+    else:
+        errors.extend(
+            checks.Error(
+                f"QSESSIONS_TRUSTED_PROXIES holds {entry!r}, which is not an IP address or network: it is ignored.",
+                hint="Write each proxy as an address ('10.0.0.5', '2001:db8::5') or a network ('10.0.0.0/8').",
+                id="qsessions.E004",
+            )
+            for entry in proxies
+            if parse_network(entry) is None
+        )
+    path = getattr(settings, "QSESSIONS_CLIENT_IP", None)
+    if path:
+        try:
+            function = import_string(path)
+        # import_string() raises AttributeError for a path that is not a string.
+        except (ImportError, AttributeError):
+            function = None
+        if not callable(function):
+            errors.append(
+                checks.Error(
+                    f"QSESSIONS_CLIENT_IP is {path!r}, which is not an importable function.",
+                    hint="Set QSESSIONS_CLIENT_IP to the dotted path of a function that takes the request and returns "
+                    "the client's IP address or None.",
+                    id="qsessions.E005",
+                )
+            )
+    return errors

@@ -7,16 +7,28 @@ exception inside ``django.conf``, about a microsecond a request.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+from qsessions.client import Network, forwarded_ip, parse_networks
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
 
 _kept: dict[str, Any] = {}
+
+#: Kept values that derive from another setting as well as their own.
+_DERIVED = {"QSESSIONS_TRUSTED_PROXIES": "QSESSIONS_CLIENT_IP"}
 
 
 def _forget(*, setting: str, **kwargs: Any) -> None:
     _kept.pop(setting, None)
+    _kept.pop(_DERIVED.get(setting, ""), None)
 
 
 setting_changed.connect(_forget)
@@ -34,6 +46,66 @@ class Settings:
             return _kept["QSESSIONS_ACTIVITY_INTERVAL"]  # type: ignore[no-any-return]
         except KeyError:
             value = _kept["QSESSIONS_ACTIVITY_INTERVAL"] = float(getattr(settings, "QSESSIONS_ACTIVITY_INTERVAL", 60))
+            return value
+
+    @property
+    def MAX_SESSIONS_PER_USER(self) -> int | None:
+        """``QSESSIONS_MAX_SESSIONS_PER_USER``: how many sessions a user may have at once (default ``None``: no limit).
+
+        When a user signs in and would have more, their oldest sessions are revoked (``reason="limit"``).
+        """
+        value = getattr(settings, "QSESSIONS_MAX_SESSIONS_PER_USER", None)
+        return None if value is None else int(value)
+
+    @property
+    def REVOKE_ON_PASSWORD_CHANGE(self) -> bool:
+        """``QSESSIONS_REVOKE_ON_PASSWORD_CHANGE``: delete a user's sessions when their password changes (default off).
+
+        Django already invalidates them (their stored password hash no longer matches), but leaves them in the
+        database and cache, listed as signed in. With this on they are deleted when the user is saved with a new
+        password (``reason="password_change"``). The session the password was changed in stays signed in when the
+        view calls ``update_session_auth_hash()``, as Django's ``PasswordChangeView`` does: it moves that session to a
+        new key.
+        """
+        return bool(getattr(settings, "QSESSIONS_REVOKE_ON_PASSWORD_CHANGE", False))
+
+    @property
+    def CLIENT_IP(self) -> Callable[[HttpRequest], object] | None:
+        """How the middleware finds a request's client address; ``None`` means ``REMOTE_ADDR`` as it is (the default).
+
+        ``QSESSIONS_CLIENT_IP`` is the dotted path of a function ``(request) -> str | None``, imported once; it wins
+        over ``QSESSIONS_TRUSTED_PROXIES``. Without it, ``QSESSIONS_TRUSTED_PROXIES`` gives a function that reads
+        ``X-Forwarded-For`` behind those proxies. Whatever the function returns is validated like ``REMOTE_ADDR``.
+        """
+        try:
+            return _kept["QSESSIONS_CLIENT_IP"]  # type: ignore[no-any-return]
+        except KeyError:
+            path = getattr(settings, "QSESSIONS_CLIENT_IP", None)
+            if path:
+                resolve = import_string(path)
+            else:
+                networks = self.TRUSTED_PROXIES
+                resolve = partial(forwarded_ip, networks=networks) if networks else None
+            _kept["QSESSIONS_CLIENT_IP"] = resolve
+            return resolve  # type: ignore[no-any-return]
+
+    @property
+    def TRUSTED_PROXIES(self) -> tuple[Network, ...]:
+        """``QSESSIONS_TRUSTED_PROXIES``: the addresses and networks of the site's own proxies (default none).
+
+        Only a request whose ``REMOTE_ADDR`` is one of them has its ``X-Forwarded-For`` read. Entries that are not an
+        address or network are left out, so a typo trusts less, never more (``manage.py check`` reports it).
+        """
+        value = getattr(settings, "QSESSIONS_TRUSTED_PROXIES", ())
+        return parse_networks(value if isinstance(value, (list, tuple)) else ())
+
+    @property
+    def IP_ANONYMIZE(self) -> bool:
+        """``QSESSIONS_IP_ANONYMIZE``: store IPv4 addresses cut to /24 and IPv6 ones to /48 (default ``False``)."""
+        try:
+            return _kept["QSESSIONS_IP_ANONYMIZE"]  # type: ignore[no-any-return]
+        except KeyError:
+            value = _kept["QSESSIONS_IP_ANONYMIZE"] = bool(getattr(settings, "QSESSIONS_IP_ANONYMIZE", False))
             return value
 
     @property

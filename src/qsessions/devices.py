@@ -7,6 +7,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from django.utils.translation import gettext
+
 if TYPE_CHECKING:
     from ua_parser import Result
 
@@ -50,3 +52,32 @@ def describe(result: Result | None) -> str:
     os_name = _named(os.family, os.major, os.minor, os.patch, os.patch_minor) if os else "Other"
     browser = _named(agent.family, agent.major, agent.minor, agent.patch, agent.patch_minor) if agent else "Other"
     return f"{device} / {os_name} / {browser}"
+
+
+def browser(result: Result | None) -> str:
+    """The browser and its major version, e.g. ``"Chrome Mobile 118"``; ``""`` when unknown."""
+    agent = result.user_agent if result is not None else None
+    if agent is None or agent.family == "Other":
+        return ""
+    return _named(agent.family, agent.major)
+
+
+def operating_system(result: Result | None) -> str:
+    """The OS and its version to the minor number, e.g. ``"Android 10"`` or ``"Mac OS X 10.15"``; ``""`` if unknown."""
+    os = result.os if result is not None else None
+    if os is None or os.family == "Other":
+        return ""
+    return _named(os.family, os.major, os.minor)
+
+
+def summarize(result: Result | None) -> str:
+    """What a person recognises their device by, e.g. ``"Chrome Mobile 118 on Android 10"``; ``""`` when unknown.
+
+    Unlike ``describe()``, whose format is frozen, this leaves out what means nothing to a reader (patch levels,
+    "Other", model codes such as "K") and is translated.
+    """
+    browser_name, os_name = browser(result), operating_system(result)
+    if browser_name and os_name:
+        # Translators: a browser and the operating system it runs on, e.g. "Chrome Mobile 118 on Android 10".
+        return gettext("%(browser)s on %(os)s") % {"browser": browser_name, "os": os_name}
+    return browser_name or os_name

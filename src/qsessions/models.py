@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-from datetime import timedelta
-from functools import cached_property
+from datetime import datetime, timedelta
+from functools import cached_property, partial
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.sessions.base_session import AbstractBaseSession, BaseSessionManager
-from django.core.cache import BaseCache, caches
-from django.db import connections, models, router
+from django.db import connections, models, router, transaction
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 
 from qsessions import devices, geoip
@@ -19,38 +19,62 @@ if TYPE_CHECKING:
     from django.contrib.sessions.backends.base import SessionBase
     from ua_parser import Result
 
-#: How many keys one DELETE statement and one cache ``delete_many`` take at most.
+#: How many keys one DELETE statement and one cache ``set_many`` of tombstones take at most.
 DELETE_BATCH_SIZE = 500
 #: About how many expired rows one DELETE of ``delete_expired()`` removes.
 EXPIRED_BATCH_SIZE = 10_000
 
 
-def _session_cache() -> tuple[BaseCache, str] | None:
-    """The cache and key prefix of the configured engine's entries, or ``None`` if it caches nothing."""
-    prefix: str | None = getattr(Session.get_session_store_class(), "cache_key_prefix", None)
-    return None if prefix is None else (caches[settings.SESSION_CACHE_ALIAS], prefix)
+def make_public_id(session_key: str) -> str:
+    """A non-secret name for the session with this key, for pages, the API and signals.
+
+    A session key is a credential, so it never leaves the server; this keyed hash of it names the session instead.
+    It is stable for the key's life (a login gives the session a new key, hence a new id) and tells nothing of the
+    key without ``SECRET_KEY``.
+    """
+    return salted_hmac("qsessions.public_id", session_key, algorithm="sha256").hexdigest()[:20]
 
 
-def _forget_cached(keys: list[str]) -> None:
-    """Delete the cache entries of these sessions (after their rows), ``DELETE_BATCH_SIZE`` per ``delete_many``."""
-    cached = _session_cache()
-    if cached is not None:
-        cache, prefix = cached
-        for start in range(0, len(keys), DELETE_BATCH_SIZE):
-            cache.delete_many([prefix + key for key in keys[start : start + DELETE_BATCH_SIZE]])
+def _cached_store() -> Any:
+    """The configured engine's store class if it caches sessions (``cached_db``), else ``None``."""
+    store = Session.get_session_store_class()
+    return store if hasattr(store, "write_tombstones") else None
+
+
+def _forget_cached(rows: list[tuple[str, datetime | None]], using: str) -> None:
+    """Mark these sessions (``(key, expire_date or None)``, rows deleted) gone in the cache, on ``cached_db``.
+
+    With autocommit the tombstones are written at once. Inside a transaction the rows are gone for other connections
+    only once it commits, and a rollback brings them back: the entries are deleted now (as harmless as a cache miss)
+    and the tombstones written when the transaction commits, which is when the sessions end.
+    """
+    store = _cached_store()
+    if store is None:
+        return
+    if transaction.get_connection(using).in_atomic_block:
+        store.delete_entries([key for key, _ in rows])
+        transaction.on_commit(partial(store.write_tombstones, rows), using=using)
+    else:
+        store.write_tombstones(rows)
 
 
 def delete_sessions(keys: list[str], using: str | None = None) -> int:
-    """Delete the sessions with these keys from the database and, on ``cached_db``, from the cache.
+    """Delete the sessions with these keys from the database and, on ``cached_db``, mark them gone in the cache.
 
-    Rows go first: a request that misses the cache in between finds no row, rather than re-caching one that is
-    about to be deleted. Returns the number of rows deleted.
+    Rows go first: a request that misses the cache in between finds no row. Every key given gets a tombstone, even
+    one whose row was already gone. Returns the number of rows deleted.
     """
-    deleted = 0
+    using = using or router.db_for_write(Session)
+    deleted, expire_dates = 0, {}
     for start in range(0, len(keys), DELETE_BATCH_SIZE):
-        batch = keys[start : start + DELETE_BATCH_SIZE]
-        deleted += models.QuerySet.delete(Session._base_manager.db_manager(using).filter(pk__in=batch))[0]
-    _forget_cached(keys)
+        rows = Session.objects.using(using).filter(pk__in=keys[start : start + DELETE_BATCH_SIZE]).order_by()
+        returned = rows._delete_returning()
+        if returned is None:
+            deleted += models.QuerySet.delete(rows)[0]
+        else:
+            deleted += len(returned)
+            expire_dates.update(returned)
+    _forget_cached([(key, expire_dates.get(key)) for key in keys], using)
     return deleted
 
 
@@ -66,47 +90,73 @@ class SessionQuerySet(models.QuerySet["Session"]):
     def delete(self) -> tuple[int, dict[str, int]]:
         """Delete the rows and their cache entries without loading a single model instance.
 
-        Without a cache (the ``db`` engine) that is one DELETE. On ``cached_db`` the keys come back from a
-        ``DELETE … RETURNING`` where the database has one (PostgreSQL, SQLite 3.35+, MariaDB 10.5+); elsewhere a
-        batch of keys at a time is one SELECT and one DELETE. Then one cache ``delete_many`` per batch of keys.
+        Without a cache (the ``db`` engine) that is one DELETE. On ``cached_db`` it is what ``delete_keys()`` does.
         """
         if self.query.is_sliced:
             raise TypeError("Cannot use 'limit' or 'offset' with delete().")
-        # Keys are read where rows are deleted: a lagging replica would keep offering keys already gone.
-        rows = self.using(self._db or router.db_for_write(self.model)).order_by()
-        if _session_cache() is None:
-            deleted = models.QuerySet.delete(rows)[0]
-        else:
-            keys = rows._delete_returning_keys()
-            if keys is not None:
-                _forget_cached(keys)
-                deleted = len(keys)
-            else:
-                deleted = rows._delete_in_batches()
+        rows = self._rows_to_delete()
+        deleted = models.QuerySet.delete(rows)[0] if _cached_store() is None else len(rows._delete_keys())
         return deleted, {self.model._meta.label: deleted}
 
-    def _delete_returning_keys(self) -> list[str] | None:
+    def delete_keys(self) -> list[str]:
+        """Delete the rows and their cache entries, and return the keys of the sessions deleted.
+
+        The keys come back from a ``DELETE … RETURNING`` where the database has one (PostgreSQL, SQLite 3.35+,
+        MariaDB 10.5+), with their expiry dates; elsewhere a batch of keys at a time is one SELECT and one DELETE.
+        Then, on ``cached_db``, one cache ``set_many`` of tombstones per batch of keys (see ``_forget_cached()``).
+        """
+        if self.query.is_sliced:
+            raise TypeError("Cannot use 'limit' or 'offset' with delete_keys().")
+        return self._rows_to_delete()._delete_keys()
+
+    def _rows_to_delete(self) -> SessionQuerySet:
+        # Keys are read where rows are deleted: a lagging replica would keep offering keys already gone.
+        return self.using(self._db or router.db_for_write(self.model)).order_by()
+
+    def _delete_keys(self) -> list[str]:
+        rows = self._delete_returning()
+        if rows is None:
+            return self._delete_in_batches()
+        _forget_cached(rows, self.db)
+        return [key for key, _ in rows]
+
+    def _delete_returning(self) -> list[tuple[str, datetime]] | None:
+        """``DELETE … RETURNING`` the keys and expiry dates of these rows, or ``None`` where there is none."""
         connection = connections[self.db]
         # The databases that return columns from an INSERT are those that do from a DELETE too.
         if not connection.features.can_return_columns_from_insert:
             return None
         select, params = self.values_list("pk").query.get_compiler(connection=connection).as_sql()
-        table, key = connection.ops.quote_name(self.model._meta.db_table), connection.ops.quote_name("session_key")
+        table = connection.ops.quote_name(self.model._meta.db_table)
+        key, expire_date = connection.ops.quote_name("session_key"), connection.ops.quote_name("expire_date")
         with connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {table} WHERE {key} IN ({select}) RETURNING {key}", params)
-            return [row[0] for row in cursor.fetchall()]
+            cursor.execute(f"DELETE FROM {table} WHERE {key} IN ({select}) RETURNING {key}, {expire_date}", params)
+            rows = cursor.fetchall()
+        field = self.model._meta.get_field("expire_date")
+        column = field.get_col(self.model._meta.db_table)
+        converters = [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]
+        returned = []
+        for key_value, value in rows:
+            for convert in converters:
+                value = convert(value, column, connection)
+            returned.append((key_value, value))
+        return returned
 
-    def _delete_in_batches(self) -> int:
-        keys = self.values_list("pk", flat=True)
-        deleted = 0
-        while batch := list(keys[:DELETE_BATCH_SIZE]):
-            deleted += delete_sessions(batch, using=self.db)
+    def _delete_in_batches(self) -> list[str]:
+        rows = self.values_list("pk", "expire_date")
+        deleted: list[str] = []
+        while batch := list(rows[:DELETE_BATCH_SIZE]):
+            keys = [key for key, _ in batch]
+            models.QuerySet.delete(self.model._base_manager.using(self.db).filter(pk__in=keys))
+            _forget_cached(batch, self.db)
+            deleted += keys
             if len(batch) < DELETE_BATCH_SIZE:
                 break
         return deleted
 
     delete.alters_data = True  # type: ignore[attr-defined]
     delete.queryset_only = True  # type: ignore[attr-defined]
+    delete_keys.alters_data = True  # type: ignore[attr-defined]
 
     def delete_expired(self) -> int:
         """Delete the expired rows among these, oldest first, about ``EXPIRED_BATCH_SIZE`` per statement.
@@ -174,6 +224,11 @@ class Session(AbstractBaseSession):
 
     delete.alters_data = True  # type: ignore[attr-defined]
 
+    @cached_property
+    def public_id(self) -> str:
+        """The session's non-secret name (see ``make_public_id()``): what pages and the API show instead of the key."""
+        return make_public_id(self.session_key)
+
     @property
     def is_active(self) -> bool:
         return self.expire_date > timezone.now()
@@ -187,6 +242,11 @@ class Session(AbstractBaseSession):
     def device(self) -> str:
         """The client's device, OS and browser, e.g. ``"K / Android 10 / Chrome Mobile 118.0.0.0"``."""
         return devices.describe(self.device_info)
+
+    @cached_property
+    def device_summary(self) -> str:
+        """The device as people name it, e.g. ``"Chrome Mobile 118 on Android 10"``, translated; ``""`` if unknown."""
+        return devices.summarize(self.device_info)
 
     @cached_property
     def location_info(self) -> dict[str, Any] | None:

@@ -1,6 +1,6 @@
 """Small views that touch the session the way real pages do, sync and async."""
 
-from django.contrib.auth import aauthenticate, alogin, authenticate, login, logout
+from django.contrib.auth import aauthenticate, alogin, authenticate, login, logout, update_session_auth_hash
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 
@@ -18,6 +18,14 @@ def login_view(request: HttpRequest) -> HttpResponse:
     if user is None:
         return HttpResponse(status=403)
     login(request, user)
+    return HttpResponse("ok")
+
+
+def change_password(request: HttpRequest) -> HttpResponse:
+    """What Django's PasswordChangeView does once its form is valid."""
+    request.user.set_password(request.POST["password"])
+    request.user.save()
+    update_session_auth_hash(request, request.user)
     return HttpResponse("ok")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime
 from functools import cached_property
@@ -11,12 +12,13 @@ from asgiref.sync import sync_to_async
 from django.contrib import auth
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, IntegrityError, connections, models, router, transaction
+from django.db import IntegrityError, connections, models, router, transaction
 from django.utils import timezone
 
 from qsessions import IP_SESSION_KEY, USER_AGENT_SESSION_KEY
-from qsessions.client import clean_ip, clean_user_agent
+from qsessions.client import anonymize_ip, clean_ip, clean_user_agent
 from qsessions.conf import conf
+from qsessions.signals import session_client_changed
 
 if TYPE_CHECKING:
     from django.contrib.sessions.backends.db import SessionStore as DBStore
@@ -46,6 +48,7 @@ class Row(NamedTuple):
     last_activity: datetime | None
     ip: str | None
     user_agent: str | None
+    created_at: datetime | None
 
 
 #: The SELECT a load runs, compiled once per database: building it through the ORM on every request cost several
@@ -70,19 +73,34 @@ def select_live_row(model: type[Session], session_key: str) -> Row | None:
     field = model._meta.get_field("expire_date")
     column = field.get_col(model._meta.db_table)
     converters = [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]
-    expire_date, last_activity = row[1], row[2]
+    expire_date, last_activity, created_at = row[1], row[2], row[5]
     for convert in converters:
         expire_date = convert(expire_date, column, connection)
         if last_activity is not None:
             last_activity = convert(last_activity, column, connection)
-    return Row(row[0], expire_date, last_activity, row[3], row[4])
+        if created_at is not None:
+            created_at = convert(created_at, column, connection)
+    return Row(row[0], expire_date, last_activity, row[3], row[4], created_at)
 
 
 def pop_extras(data: dict[str, Any]) -> tuple[Client, RowTimes | None]:
     """Take the client and the row times out of stored data, leaving only the application's keys."""
     client = (data.pop(IP_SESSION_KEY, None), data.pop(USER_AGENT_SESSION_KEY, None))
-    times = data.pop(ROW_TIMES_KEY, None)
-    return client, tuple(times) if times is not None else None  # type: ignore[return-value]
+    return client, _row_times(data.pop(ROW_TIMES_KEY, None))
+
+
+def _row_times(value: object) -> RowTimes | None:
+    """``value`` as row times if it is two finite timestamps or ``None``s, else ``None`` (unknown, as if absent).
+
+    A damaged or foreign entry must not break the arithmetic done with them on every request.
+    """
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_timestamp_or_none, value)):
+        return value[0], value[1]
+    return None
+
+
+def _is_timestamp_or_none(value: object) -> bool:
+    return value is None or (type(value) in (int, float) and math.isfinite(value))  # type: ignore[arg-type]
 
 
 class QSessionStoreMixin(_Base):
@@ -110,17 +128,30 @@ class QSessionStoreMixin(_Base):
         self._row_times: RowTimes = (None, None)
         #: Whether the loaded row's client or activity is out of date, for record_activity().
         self._stale = False
+        #: The loaded row's client and this request's, when they differ: for session_client_changed.
+        self._client_change: tuple[Client, Client] | None = None
+        #: The loaded row's ``created_at``, if it was read from the row (not on a cache hit).
+        self._loaded_created_at: datetime | None = None
+        #: What the next INSERT writes as ``created_at`` instead of now: the old row's, while cycle_key() runs.
+        self._kept_created_at: datetime | None = None
         super().__init__(session_key)
 
     @cached_property
     def ip(self) -> str | None:
-        """The client's address as given, if it is a valid IP address (else ``None``)."""
-        return clean_ip(self._given_client[0])
+        """The client's address as given, if it is a valid IP address (else ``None``), anonymised if so configured."""
+        ip = clean_ip(self._given_client[0])
+        return anonymize_ip(ip) if ip is not None and conf.IP_ANONYMIZE else ip
 
     @cached_property
     def user_agent(self) -> str | None:
         """The client's user agent as given, cut to the column's length."""
         return clean_user_agent(self._given_client[1])
+
+    @property
+    def created_at(self) -> datetime | None:
+        """When the session's row was created, where this store knows it: read from the row, or kept by
+        ``cycle_key()``; ``None`` otherwise (a session loaded from the cache, or new)."""
+        return self._loaded_created_at
 
     @classmethod
     def get_model_class(cls) -> type[Session]:
@@ -143,7 +174,11 @@ class QSessionStoreMixin(_Base):
         """Remember the loaded row's client and times; note whether record_activity() has anything to write."""
         # A stored client is clean, so one equal to the raw client given needs no cleaning: the usual case. Otherwise
         # it may still be the same client, stored unnormalised (an empty user agent, by the published package).
-        changed = stored != self._given_client
+        ip, user_agent = self._given_client
+        if conf.IP_ANONYMIZE:
+            # The same client is stored under its anonymised IP, never under the one given.
+            ip = self.ip
+        changed = stored != (ip, user_agent)
         if changed:
             stored = (clean_ip(stored[0]), clean_user_agent(stored[1]))
             changed = stored != self.client
@@ -153,12 +188,16 @@ class QSessionStoreMixin(_Base):
             interval = conf.ACTIVITY_INTERVAL
             last = times[1]
             self._stale = changed or (interval > 0 and (last is None or time.time() - last >= interval))
+            if changed:
+                self._client_change = (stored, self.client)
 
     def _from_row(self, row: Row | None) -> dict[str, Any]:
         """The application's data in a loaded row (or ``{}``, and no key, without one)."""
         if row is None:
             self._session_key = None
+            self._loaded_created_at = None
             return {}
+        self._loaded_created_at = row.created_at
         data = self.decode(row.session_data)
         pop_extras(data)
         last_activity = row.last_activity.timestamp() if row.last_activity is not None else None
@@ -167,12 +206,18 @@ class QSessionStoreMixin(_Base):
         return data
 
     def load(self) -> dict[str, Any]:
-        # Serves DBStore.load: one SELECT of five columns.
+        # Serves DBStore.load: one SELECT of six columns.
         return self._from_row(select_live_row(self.model, self.session_key))  # type: ignore[arg-type]
 
     async def aload(self) -> dict[str, Any]:
         # Serves DBStore.aload.
         return self._from_row(await sync_to_async(select_live_row)(self.model, self.session_key))
+
+    def decode(self, session_data: str) -> dict[str, Any]:
+        # Serves SessionBase.decode: a payload that is not a dict (signed, so written by a bug or another program) is
+        # an empty session, as an unsigned one is, not a crash of every request that carries its cookie.
+        data = super().decode(session_data)
+        return data if isinstance(data, dict) else {}
 
     def _payload(self, data: dict[str, Any]) -> dict[str, Any]:
         """The data as it is stored: the application's keys plus the client's."""
@@ -184,10 +229,16 @@ class QSessionStoreMixin(_Base):
         value = data.get(auth.SESSION_KEY)
         if value is None:
             return None
+        pk = auth.get_user_model()._meta.pk
         try:
-            return auth.get_user_model()._meta.pk.to_python(value)
+            user_id = pk.to_python(value)
+            # An integer outside the column's range fails the write (SQLite, PostgreSQL) or is clamped (MySQL), and
+            # MySQL takes no 0 for an AutoField.
+            pk.run_validators(user_id)
+            pk.get_db_prep_value(user_id, connections[router.db_for_write(self.model)])
         except (ValidationError, TypeError, ValueError):
             return None
+        return user_id
 
     def _model_instance(self, session_key: str, data: dict[str, Any], expire_date: datetime) -> Session:
         ip, user_agent = self.client
@@ -199,7 +250,7 @@ class QSessionStoreMixin(_Base):
             user_id=self._user_id(data),
             user_agent=user_agent,
             ip=ip,
-            created_at=now,
+            created_at=self._kept_created_at or now,
             last_activity=now,
         )
 
@@ -212,7 +263,12 @@ class QSessionStoreMixin(_Base):
         return self._model_instance(await self._aget_or_create_session_key(), data, await self.aget_expiry_date())
 
     def _write(self, obj: Session, must_create: bool) -> None:
-        """One INSERT (``must_create``) or one UPDATE, failing as Django's store does: ``CreateError``/``UpdateError``.
+        """One INSERT (``must_create``) or one UPDATE: ``CreateError`` if the key is taken, ``UpdateError`` if the row
+        is gone, as Django's store; any other database error (an outage, a lock timeout) goes up as it is.
+
+        Django's store also turns those into ``UpdateError`` on UPDATE, because its forced update reports a vanished
+        row as a ``DatabaseError``. This one counts the rows updated instead, so a failing database is not mistaken
+        for a session ended elsewhere: that would be a 400 that hides the error.
 
         A row whose user was deleted meanwhile fails its foreign key; it is written again without the user, so
         the request goes on and the session is simply no longer signed in.
@@ -223,6 +279,13 @@ class QSessionStoreMixin(_Base):
                 # A savepoint, so that a taken key (create() retries) leaves an outer transaction usable.
                 with transaction.atomic(using=using):
                     obj.save(force_insert=True, using=using)
+            elif transaction.get_connection(using).in_atomic_block:
+                # A savepoint, so that a failed foreign key (MySQL checks it at once) leaves the outer transaction
+                # usable for the retry without the user. Outside one, the UPDATE is its own transaction.
+                with transaction.atomic(using=using):
+                    updated = self._update(obj, using)
+                if not updated:
+                    raise UpdateError
             elif not self._update(obj, using):
                 raise UpdateError
         except IntegrityError:
@@ -231,10 +294,6 @@ class QSessionStoreMixin(_Base):
                 return self._write(obj, must_create)
             if must_create:
                 raise CreateError from None
-            raise
-        except DatabaseError:
-            if not must_create:
-                raise UpdateError from None
             raise
         # The row now holds this request's client and activity.
         self._row_times = (obj.expire_date.timestamp(), obj.last_activity.timestamp())  # type: ignore[union-attr]
@@ -268,25 +327,84 @@ class QSessionStoreMixin(_Base):
         await sync_to_async(self._write)(obj, must_create)
         return None
 
+    def cycle_key(self) -> None:
+        # Serves SessionBase.cycle_key (what login() calls): the new row keeps the old one's created_at, as it keeps
+        # its data, user and client; the old key is then deleted, row and cache entry.
+        self._get_session()
+        created_at = self._loaded_created_at
+        if created_at is None and self.session_key is not None:
+            created_at = self._read_created_at()
+        self._kept_created_at = created_at
+        try:
+            super().cycle_key()
+        finally:
+            self._kept_created_at = None
+        self._loaded_created_at = created_at
+
+    async def acycle_key(self) -> None:
+        # Serves SessionBase.acycle_key.
+        await self._aget_session()
+        created_at = self._loaded_created_at
+        if created_at is None and self.session_key is not None:
+            created_at = await sync_to_async(self._read_created_at)()
+        self._kept_created_at = created_at
+        try:
+            await super().acycle_key()
+        finally:
+            self._kept_created_at = None
+        self._loaded_created_at = created_at
+
+    def _read_created_at(self) -> datetime | None:
+        """The row's ``created_at``, for a session loaded from the cache, whose entry does not carry it."""
+        rows = self.model._base_manager.using(router.db_for_read(self.model)).filter(pk=self.session_key)
+        return rows.values_list("created_at", flat=True).first()  # type: ignore[no-any-return]
+
     def record_activity(self) -> None:
         """Write the request's client and the time of this activity, if the loaded row is out of date on either.
 
         The middleware calls it once the response is ready. It writes nothing if the session was saved (a save
         records both), or was changed but not saved (Django skips saving on a server error). It never touches
         ``expire_date`` or the session data: activity does not extend a session, and a request that only read its
-        session cannot overwrite what a concurrent request saved.
+        session cannot overwrite what a concurrent request saved. Then, if a new client was recorded either way, it
+        sends ``session_client_changed``.
         """
         if self._stale and not self.modified:
             self._stale = False
-            loaded = self._row_times
-            self._activity_recorded(self._touch_row(), loaded)
+            found = self._touch_row()
+            self._activity_recorded(found)
+            self._client_change = self._client_change if found else None
+        change = self._recorded_client_change()
+        if change is not None:
+            session_client_changed.send(sender=self.model, **change)
 
     async def arecord_activity(self) -> None:
         """The async twin of ``record_activity()``."""
         if self._stale and not self.modified:
             self._stale = False
-            loaded = self._row_times
-            await self._aactivity_recorded(await sync_to_async(self._touch_row)(), loaded)
+            found = await sync_to_async(self._touch_row)()
+            await self._aactivity_recorded(found)
+            self._client_change = self._client_change if found else None
+        change = self._recorded_client_change()
+        if change is not None:
+            await session_client_changed.asend(sender=self.model, **change)
+
+    def _recorded_client_change(self) -> dict[str, Any] | None:
+        """The arguments of ``session_client_changed``, once, if this request recorded a new client in the row."""
+        change, self._client_change = self._client_change, None
+        # Still stale: the session was changed but not saved. No key: it was flushed.
+        if change is None or self._stale or self.session_key is None:
+            return None
+        from qsessions.models import make_public_id
+
+        (old_ip, old_user_agent), (ip, user_agent) = change
+        return {
+            "session_id": make_public_id(self.session_key),
+            "user_id": self._user_id(self._session),
+            "old_ip": old_ip,
+            "old_user_agent": old_user_agent,
+            "ip": ip,
+            "user_agent": user_agent,
+        }
 
     def _touch_row(self) -> bool:
         """One UPDATE of the client and ``last_activity``; ``False`` if the row is gone."""
@@ -297,13 +415,13 @@ class QSessionStoreMixin(_Base):
         self._row_times = (self._row_times[0], now.timestamp())
         return found
 
-    def _activity_recorded(self, found: bool, loaded: RowTimes) -> None:
+    def _activity_recorded(self, found: bool) -> None:
         """What else a store keeps up to date once the row's activity is written (nothing, here).
 
-        ``found`` tells whether the row still exists; ``loaded`` is the row's times as this request loaded them.
+        ``found`` tells whether the row still exists.
         """
 
-    async def _aactivity_recorded(self, found: bool, loaded: RowTimes) -> None:
+    async def _aactivity_recorded(self, found: bool) -> None:
         """The async twin of ``_activity_recorded()``."""
 
     def delete(self, session_key: str | None = None) -> None:

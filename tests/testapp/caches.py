@@ -1,0 +1,63 @@
+"""A local-memory cache that fails on demand, as a cache server does when it goes away mid-run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.cache.backends.locmem import LocMemCache
+
+
+class FlakyCache(LocMemCache):
+    """``LocMemCache`` whose every operation raises ``ConnectionError`` while ``FlakyCache.failing`` is set.
+
+    The async operations are Django's defaults, which run these in a thread, so they fail alike.
+    """
+
+    failing = False
+    #: Operations attempted while failing, to tell that a store left the cache alone.
+    failed_calls = 0
+
+    def _check(self) -> None:
+        if FlakyCache.failing:
+            FlakyCache.failed_calls += 1
+            raise ConnectionError("the cache is down")
+
+    def add(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().add(*args, **kwargs)
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().get(*args, **kwargs)
+
+    def get_many(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().get_many(*args, **kwargs)
+
+    def set(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().set(*args, **kwargs)
+
+    def set_many(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().set_many(*args, **kwargs)
+
+    def touch(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().touch(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().delete(*args, **kwargs)
+
+    def delete_many(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().delete_many(*args, **kwargs)
+
+    def has_key(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().has_key(*args, **kwargs)
+
+    def clear(self) -> None:
+        self._check()
+        super().clear()
