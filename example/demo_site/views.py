@@ -1,9 +1,9 @@
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    sessions = []
+    """Signed in, the sessions page is home; signed out, a page that says how to sign in."""
     if request.user.is_authenticated:
-        sessions = request.user.session_set.active().order_by("-last_activity")
-    return render(request, "home.html", {"sessions": sessions})
+        return redirect("qsessions:session_list")
+    return render(request, "home.html")
