@@ -21,15 +21,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
+
+from _servers import Server, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
@@ -56,13 +55,13 @@ def configure(db: str, cache: str, engine: str, db_name: str | None = None) -> N
         "sqlite": {"ENGINE": "django.db.backends.sqlite3", "NAME": "bench.sqlite3"},
         "postgresql": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": "qsessions_bench",
+            "NAME": f"qsessions_bench_{os.getpid()}",
             "USER": "postgres",
             "HOST": "127.0.0.1",
         },
         "mariadb": {
             "ENGINE": "django.db.backends.mysql",
-            "NAME": "qsessions_bench",
+            "NAME": f"qsessions_bench_{os.getpid()}",
             "USER": "root",
             "HOST": "127.0.0.1",
             "OPTIONS": {"charset": "utf8mb4"},
@@ -160,63 +159,26 @@ def session_row(engine: str, session_key: str) -> tuple[Any, ...]:
     return tuple(model.objects.filter(session_key=session_key).values_list("session_data", "expire_date").get())
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def start_server(engine: str, options: argparse.Namespace, db_name: str, log_dir: str) -> Server:
+    """One gunicorn (sync workers, one thread each) serving one engine."""
+    port = free_port()
+    env = {**os.environ, ENV_ENGINE: engine, ENV_DB: options.db, ENV_CACHE: options.cache, ENV_DB_NAME: db_name}
+    command = [
+        sys.executable, "-m", "gunicorn",
+        "--chdir", str(Path(__file__).resolve().parent),
+        "--worker-class", "sync", "--workers", str(options.workers), "--threads", "1",
+        "--bind", f"127.0.0.1:{port}",
+        "--log-level", "warning", "--graceful-timeout", "5",
+        f"{Path(__file__).stem}:application",
+    ]  # fmt: skip
+    return Server(engine, port, command, env, Path(log_dir) / f"gunicorn-{engine.replace(' ', '-')}.log")
 
 
-class Server:
-    """One gunicorn serving one engine, its error log in ``log``."""
-
-    def __init__(self, engine: str, options: argparse.Namespace, db_name: str, log_dir: str) -> None:
-        self.engine = engine
-        self.port = free_port()
-        self.log = Path(log_dir) / f"gunicorn-{engine.replace(' ', '-')}.log"
-        env = {**os.environ, ENV_ENGINE: engine, ENV_DB: options.db, ENV_CACHE: options.cache, ENV_DB_NAME: db_name}
-        command = [
-            sys.executable, "-m", "gunicorn",
-            "--chdir", str(Path(__file__).resolve().parent),
-            "--worker-class", "sync", "--workers", str(options.workers), "--threads", "1",
-            "--bind", f"127.0.0.1:{self.port}",
-            "--log-level", "warning", "--error-logfile", str(self.log), "--graceful-timeout", "5",
-            f"{Path(__file__).stem}:application",
-        ]  # fmt: skip
-        # A session of its own, so that Ctrl-C reaches only us and we stop it in order.
-        self.process = subprocess.Popen(command, env=env, start_new_session=True)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def wait_ready(self, cookie: str, timeout: float = 30) -> None:
-        """Until the signed-in page answers with the user's name."""
-        deadline = time.monotonic() + timeout
-        request = urllib.request.Request(self.url("/read/"), headers={"Cookie": cookie, "User-Agent": USER_AGENT})
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.engine}: gunicorn exited ({self.process.returncode}):\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(request, timeout=5) as response:
-                    body = response.read().decode()
-                if body != "bench":
-                    raise RuntimeError(f"{self.engine}: the session is not signed in (page says {body!r})")
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.engine}: no answer in {timeout:.0f} s:\n{self.log_tail()}") from None
-                time.sleep(0.1)
-
-    def log_tail(self) -> str:
-        return "\n".join(self.log.read_text().splitlines()[-20:]) if self.log.exists() else "(no log)"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+def wait_signed_in(server: Server, cookie: str) -> None:
+    """Until the signed-in page answers with the user's name."""
+    status, body = server.wait_answer("/read/", {"Cookie": cookie, "User-Agent": USER_AGENT})
+    if (status, body) != (200, "bench"):
+        raise RuntimeError(f"{server.name}: the session is not signed in (page says {status} {body!r})")
 
 
 # Load.
@@ -284,16 +246,16 @@ def main() -> None:
     from django.core.cache import caches
     from django.db import connection
 
-    db_name = connection.creation.create_test_db(verbosity=0)
+    db_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     servers: list[Server] = []
     try:
         caches["default"].clear()
         get_user_model().objects.create_user("bench", password="bench")
         cookies = {engine: f"sessionid={sign_in(engine)}" for engine in engines}
         rows = {engine: session_row(engine, cookies[engine].partition("=")[2]) for engine in engines}
-        servers = [Server(engine, options, db_name, work_dir) for engine in engines]
+        servers = [start_server(engine, options, db_name, work_dir) for engine in engines]
         for server in servers:
-            server.wait_ready(cookies[server.engine])
+            wait_signed_in(server, cookies[server.name])
 
         print(f"{'scenario':38} {'engine':20} {'req/s':>8} {'ratio':>7} {'p50 ms':>7} {'p99 ms':>7}")
         for title, path in SCENARIOS.items():
@@ -302,7 +264,7 @@ def main() -> None:
             def one(server: Server, seconds: float, path: str = path) -> dict[str, float]:
                 headers = {"User-Agent": USER_AGENT}
                 if path != "/anonymous/":
-                    headers["Cookie"] = cookies[server.engine]
+                    headers["Cookie"] = cookies[server.name]
                 return run_wrk(server.url(path), headers, seconds, options.connections)
 
             for server in servers:
@@ -310,7 +272,7 @@ def main() -> None:
             for round_index in range(options.rounds):
                 shift = round_index % len(servers)
                 for server in servers[shift:] + servers[:shift]:
-                    results[server.engine].append(one(server, options.seconds))
+                    results[server.name].append(one(server, options.seconds))
             medians = {
                 engine: {key: statistics.median(run[key] for run in runs) for key in ("rps", "p50", "p99")}
                 for engine, runs in results.items()
