@@ -12,7 +12,8 @@ from asgiref.sync import sync_to_async
 from django.contrib import auth
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connections, models, router, transaction
+from django.db import DatabaseError, IntegrityError, connections, models, router, transaction
+from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
 
 from qsessions import IP_SESSION_KEY, USER_AGENT_SESSION_KEY
@@ -233,9 +234,11 @@ class QSessionStoreMixin(_Base):
         try:
             user_id = pk.to_python(value)
             # An integer outside the column's range fails the write (SQLite, PostgreSQL) or is clamped (MySQL), and
-            # MySQL takes no 0 for an AutoField.
+            # MySQL takes no 0 for an AutoField. Only that check, not get_db_prep_value(): for a UUID it asks MySQL
+            # for its version on a new connection, a query that an async caller must not make.
             pk.run_validators(user_id)
-            pk.get_db_prep_value(user_id, connections[router.db_for_write(self.model)])
+            if isinstance(pk, AutoFieldMixin):
+                connections[router.db_for_write(self.model)].ops.validate_autopk_value(user_id)
         except (ValidationError, TypeError, ValueError):
             return None
         return user_id
@@ -270,8 +273,9 @@ class QSessionStoreMixin(_Base):
         row as a ``DatabaseError``. This one counts the rows updated instead, so a failing database is not mistaken
         for a session ended elsewhere: that would be a 400 that hides the error.
 
-        A row whose user was deleted meanwhile fails its foreign key; it is written again without the user, so
-        the request goes on and the session is simply no longer signed in.
+        A row whose user was deleted meanwhile fails its foreign key, and one whose user id the database refuses
+        fails too; either is written again without the user, so the request goes on and the session is simply no
+        longer signed in.
         """
         using = router.db_for_write(self.model, instance=obj)
         try:
@@ -288,11 +292,11 @@ class QSessionStoreMixin(_Base):
                     raise UpdateError
             elif not self._update(obj, using):
                 raise UpdateError
-        except IntegrityError:
+        except DatabaseError as error:
             if obj.user_id is not None and not self._user_exists(obj.user_id, using):
                 obj.user_id = None
                 return self._write(obj, must_create)
-            if must_create:
+            if must_create and isinstance(error, IntegrityError):
                 raise CreateError from None
             raise
         # The row now holds this request's client and activity.
@@ -307,7 +311,14 @@ class QSessionStoreMixin(_Base):
         return self.model._base_manager.using(using).filter(pk=obj.pk).update(**fields) == 1
 
     def _user_exists(self, user_id: Any, using: str) -> bool:
-        return auth.get_user_model()._default_manager.using(using).filter(pk=user_id).exists()
+        """Whether the user can be written: a value the database refuses to compare (MariaDB's UUID type rejects
+        some that the ``uuid`` module takes) names no user. If the database is down, the write without the user
+        fails again and that error goes up."""
+        try:
+            with transaction.atomic(using=using):
+                return auth.get_user_model()._default_manager.using(using).filter(pk=user_id).exists()
+        except DatabaseError:
+            return False
 
     def save(self, must_create: bool = False) -> None:
         # Serves DBStore.save: never reads the row first, and an UPDATE leaves created_at alone.
