@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,13 +38,19 @@ DATABASES: dict[str, dict[str, str]] = {
 
 
 def _find_python(version: str) -> str | None:
-    """An interpreter of this minor version: on PATH, or in pyenv's tree (as .ci/run looks for them)."""
-    found = shutil.which(f"python{version}")
-    if found is not None:
-        return found
+    """An interpreter of this minor version that runs: on PATH, or in pyenv's tree (as .ci/run looks for them).
+
+    Each is tried, because a pyenv shim is on PATH even for a version that is not selected, and fails when run.
+    """
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    candidates = sorted(pyenv.glob(f"{version}.*/bin/python{version}"))
-    return str(candidates[-1]) if candidates else None
+    candidates = [shutil.which(f"python{version}"), *map(str, sorted(pyenv.glob(f"{version}.*/bin/python{version}")))]
+    for candidate in candidates:
+        if (
+            candidate is not None
+            and subprocess.run([candidate, "-c", "import sys"], capture_output=True).returncode == 0
+        ):
+            return candidate
+    return None
 
 
 def _tests_session(django: str) -> Callable[[nox.Session, str, str], None]:
