@@ -26,7 +26,18 @@ if TYPE_CHECKING:
 
     from qsessions.models import Session
 
-    _Base = DBStore
+    class _Base(DBStore["Session"]):
+        """What the mixin uses of the store it is mixed into: Django's, plus the private hooks of ``SessionBase``
+        that it overrides or calls, which django-stubs leaves out."""
+
+        _session: dict[str, Any]
+
+        def _validate_session_key(self, key: str | None) -> bool: ...
+        def _get_or_create_session_key(self) -> str: ...
+        async def _aget_or_create_session_key(self) -> str: ...
+        def _get_session(self, no_load: bool = False) -> dict[str, Any]: ...
+        async def _aget_session(self, no_load: bool = False) -> dict[str, Any]: ...
+
 else:
     _Base = object
 
@@ -57,7 +68,7 @@ class Row(NamedTuple):
 _load_sql: dict[tuple[str, str], str] = {}
 
 
-def select_live_row(model: type[Session], session_key: str) -> Row | None:
+def select_live_row(model: type[Session], session_key: str | None) -> Row | None:
     """The session's row if it exists and has not expired: one indexed SELECT, with no queryset built."""
     connection = connections[router.db_for_read(model)]
     sql = _load_sql.get((connection.alias, connection.vendor))
@@ -73,7 +84,8 @@ def select_live_row(model: type[Session], session_key: str) -> Row | None:
         return None
     field = model._meta.get_field("expire_date")
     column = field.get_col(model._meta.db_table)
-    converters = [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]
+    # django-stubs leaves Field.get_db_converters() out.
+    converters = [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]  # type: ignore[attr-defined]
     expire_date, last_activity, created_at = row[1], row[2], row[5]
     for convert in converters:
         expire_date = convert(expire_date, column, connection)
@@ -164,7 +176,13 @@ class QSessionStoreMixin(_Base):
     def _validate_session_key(self, key: str | None) -> bool:
         # Serves SessionBase._validate_session_key: a cookie that cannot name a row (longer than the column, or
         # not made of the characters keys are made of) is no key at all, and costs no lookup.
-        return bool(super()._validate_session_key(key)) and len(key) <= 40 and key.isascii() and key.isalnum()  # type: ignore[arg-type]
+        return (
+            key is not None
+            and bool(super()._validate_session_key(key))
+            and len(key) <= 40
+            and key.isascii()
+            and key.isalnum()
+        )
 
     @property
     def client(self) -> Client:
@@ -208,13 +226,13 @@ class QSessionStoreMixin(_Base):
 
     def load(self) -> dict[str, Any]:
         # Serves DBStore.load: one SELECT of six columns.
-        return self._from_row(select_live_row(self.model, self.session_key))  # type: ignore[arg-type]
+        return self._from_row(select_live_row(self.model, self.session_key))
 
     async def aload(self) -> dict[str, Any]:
         # Serves DBStore.aload.
         return self._from_row(await sync_to_async(select_live_row)(self.model, self.session_key))
 
-    def decode(self, session_data: str) -> dict[str, Any]:
+    def decode(self, session_data: bytes | str) -> dict[str, Any]:
         # Serves SessionBase.decode: a payload that is not a dict (signed, so written by a bug or another program) is
         # an empty session, as an unsigned one is, not a crash of every request that carries its cookie.
         data = super().decode(session_data)
@@ -368,7 +386,7 @@ class QSessionStoreMixin(_Base):
     def _read_created_at(self) -> datetime | None:
         """The row's ``created_at``, for a session loaded from the cache, whose entry does not carry it."""
         rows = self.model._base_manager.using(router.db_for_read(self.model)).filter(pk=self.session_key)
-        return rows.values_list("created_at", flat=True).first()  # type: ignore[no-any-return]
+        return rows.values_list("created_at", flat=True).first()
 
     def record_activity(self) -> None:
         """Write the request's client and the time of this activity, if the loaded row is out of date on either.
