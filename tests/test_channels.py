@@ -26,7 +26,10 @@ from tests.conftest import CHROME_ANDROID, FIREFOX_LINUX
 
 
 class _Consumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
-    """Answers each message with the user and the session's data; ``{"write": n}`` saves ``n`` in the session."""
+    """Answers each message with the user and the session's data.
+
+    ``{"write": n}`` sets ``counter`` to ``n`` and saves the session; ``{"set": n}`` only sets it.
+    """
 
     async def connect(self) -> None:
         await self.accept()
@@ -36,6 +39,8 @@ class _Consumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if "write" in content:
             await session.aset("counter", content["write"])
             await session.asave()
+        elif "set" in content:
+            await session.aset("counter", content["set"])
         await self.send_json({"user": self.scope["user"].get_username(), "data": dict(await session.aitems())})
 
 
@@ -153,17 +158,37 @@ async def test_websocket_activity_keeps_the_consumers_unsaved_changes(engine, us
     communicator = _communicator("10.1.2.3", CHROME_ANDROID, key)
     await communicator.connect()
     try:
-        await _age(engine, key, 120)
+        # The consumer changes its session without saving it, then an interval later the next message is activity.
+        assert (await _ask(communicator, {"set": 3}))["data"]["counter"] == 3
+        aged = await _age(engine, key, 120)
         later = time.monotonic() + 61
         monkeypatch.setattr(qchannels, "time", SimpleNamespace(monotonic=lambda: later))
-        # The consumer sets a value without saving it; the activity is recorded by a store of its own.
-        answer = await _ask(communicator, {"write": 3})
-        assert answer["data"]["counter"] == 3
-        await _age(engine, key, 120)
-        later += 61
         assert (await _ask(communicator))["data"]["counter"] == 3
+        row = await Session.objects.aget(pk=key)
+        # Recorded by a store of its own: the activity is written, the unsaved change neither saved nor lost.
+        assert row.last_activity > aged
+        assert "counter" not in row.get_decoded()
     finally:
         await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_websocket_activity_does_not_bring_back_a_revoked_session(engine, user, settings, monkeypatch):
+    settings.QSESSIONS_ACTIVITY_INTERVAL = 60
+    key = await _login()
+    communicator = _communicator("10.9.9.9", FIREFOX_LINUX, key)
+    await communicator.connect()
+    try:
+        await Session.objects.filter(pk=key).adelete()
+        later = time.monotonic() + 61
+        monkeypatch.setattr(qchannels, "time", SimpleNamespace(monotonic=lambda: later))
+        await _ask(communicator)
+    finally:
+        await communicator.disconnect()
+    assert not await Session.objects.filter(pk=key).aexists()
+    fresh = engine(key, user_agent=CHROME_ANDROID, ip="10.1.2.3")
+    assert await fresh.aload() == {}
 
 
 @pytest.mark.django_db(transaction=True)
