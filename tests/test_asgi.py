@@ -243,6 +243,33 @@ async def test_async_session_work_runs_on_the_event_loop(engine, hops, monkeypat
     assert row.last_activity is not None
 
 
+class MarkingSessionMiddleware(SessionMiddleware):
+    """A site's subclass that changes both sync hooks."""
+
+    def process_request(self, request: HttpRequest) -> None:
+        super().process_request(request)
+        request.session_thread = threading.get_ident()  # type: ignore[attr-defined]
+
+    def process_response(self, request: HttpRequest, response: Any) -> Any:
+        response = super().process_response(request, response)
+        response["X-Session-Thread"] = str(request.session_thread)  # type: ignore[attr-defined]
+        response["X-Response-Thread"] = str(threading.get_ident())
+        return response
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("urls", "close_thread_connections")
+async def test_a_subclass_with_its_own_sync_hooks_keeps_them_under_asgi(engine, settings):
+    settings.MIDDLEWARE = [f"{__name__}.MarkingSessionMiddleware", *settings.MIDDLEWARE[1:]]
+    client = AsyncClientAt("10.1.2.3", CHROME_ANDROID)
+    response = await client.get("/async/write/")
+    assert response.status_code == 200
+    # Run in Django's worker thread, as MiddlewareMixin runs sync hooks, not on the event loop.
+    assert response["X-Session-Thread"] == response["X-Response-Thread"] != str(threading.get_ident())
+    row = await Session.objects.aget(pk=client.cookies[django_settings.SESSION_COOKIE_NAME].value)
+    assert (row.ip, row.user_agent) == ("10.1.2.3", CHROME_ANDROID)
+
+
 def test_sync_path_is_djangos_mixin():
     # The sync path is MiddlewareMixin's own __call__, with nothing added around it.
     from django.utils.deprecation import MiddlewareMixin

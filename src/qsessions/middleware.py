@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.exceptions import SessionInterrupted
@@ -25,6 +28,14 @@ class SessionMiddleware(DjangoSessionMiddleware):
     store's async API, so the session costs no trip to a worker thread beyond the ones its queries need.
     """
 
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        super().__init__(get_response)
+        # A subclass that overrides a sync hook keeps it under ASGI too, run in a worker thread as Django runs it: its
+        # code may do I/O, and the async path must not skip it.
+        cls = type(self)
+        self._inline_request = cls.process_request is SessionMiddleware.process_request
+        self._native_response = cls.process_response is SessionMiddleware.process_response
+
     def process_request(self, request: HttpRequest) -> None:
         # Serves MiddlewareMixin.__call__ (sync), and __acall__ below, which runs it inline.
         resolve = conf.CLIENT_IP
@@ -44,10 +55,15 @@ class SessionMiddleware(DjangoSessionMiddleware):
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         # Serves MiddlewareMixin.__acall__, which would run each process_* method in a worker thread.
-        self.process_request(request)
+        if self._inline_request:
+            self.process_request(request)
+        else:
+            await sync_to_async(self.process_request, thread_sensitive=True)(request)
         # get_response is a coroutine function whenever this runs: MiddlewareMixin decided so.
         response = await self.get_response(request)  # type: ignore[misc]
-        return await self.aprocess_response(request, response)
+        if self._native_response:
+            return await self.aprocess_response(request, response)
+        return await sync_to_async(self.process_response, thread_sensitive=True)(request, response)
 
     async def aprocess_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         """The async twin of ``process_response()``: the same decisions as Django's, through the async store API."""
@@ -71,11 +87,11 @@ class SessionMiddleware(DjangoSessionMiddleware):
                 max_age = await session.aget_expiry_age()
             try:
                 await session.asave()
-            except UpdateError:
+            except UpdateError as error:
                 raise SessionInterrupted(
                     "The session was deleted before the request completed, for example by a logout in a concurrent "
                     "request."
-                ) from None
+                ) from error
             _set_cookie(response, session.session_key, max_age)
             vary_on_cookie = True
         if vary_on_cookie:
