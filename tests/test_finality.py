@@ -23,7 +23,7 @@ from django.conf import settings as django_settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import UpdateError
 from django.core.cache import caches
-from django.db import OperationalError, connection, connections
+from django.db import OperationalError, connection, connections, transaction
 from django.test import Client
 
 from qsessions.backends import base
@@ -194,6 +194,19 @@ def test_tombstones_live_as_long_as_any_entry_they_outvote(user, settings, monke
     assert 30 * 86400 < written[-1][1] <= 30 * 86400 + 600
     assert written[-1][0] == {TOMBSTONE_PREFIX + long.session_key: 1}
     monkeypatch.setattr(caches["default"], "set_many", set_many)
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+def test_a_cached_db_store_used_under_another_engine_ends_its_own_sessions(user, settings, atomic):
+    """Whatever SESSION_ENGINE says, a cached_db store's delete() reaches its own cache."""
+    settings.SESSION_ENGINE = "qsessions.backends.db"
+    store = saved(SessionStore, user, theme="dark")
+    key = store.session_key
+    with transaction.atomic() if atomic else contextlib.nullcontext():
+        store.delete()
+        assert not store.exists(key)
+    assert SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").load() == {}
+    assert caches["default"].get(TOMBSTONE_PREFIX + key) == 1
 
 
 def _count_round_trips(cache: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -42,14 +42,15 @@ def _cached_store() -> Any:
     return store if hasattr(store, "write_tombstones") else None
 
 
-def _forget_cached(rows: Sequence[tuple[str, datetime | None]], using: str) -> None:
+def _forget_cached(rows: Sequence[tuple[str, datetime | None]], using: str, store: Any = None) -> None:
     """Mark these sessions (``(key, expire_date or None)``, rows deleted) gone in the cache, on ``cached_db``.
 
     With autocommit the tombstones are written at once. Inside a transaction the rows are gone for other connections
     only once it commits, and a rollback brings them back: the entries are deleted now (as harmless as a cache miss)
-    and the tombstones written when the transaction commits, which is when the sessions end.
+    and the tombstones written when the transaction commits, which is when the sessions end. ``store`` is the
+    caching store class to use instead of the configured engine's.
     """
-    store = _cached_store()
+    store = store or _cached_store()
     if store is None:
         return
     if transaction.get_connection(using).in_atomic_block:
@@ -59,8 +60,11 @@ def _forget_cached(rows: Sequence[tuple[str, datetime | None]], using: str) -> N
         store.write_tombstones(rows)
 
 
-def delete_sessions(keys: list[str], using: str | None = None) -> int:
+def delete_sessions(keys: list[str], using: str | None = None, store: Any = None) -> int:
     """Delete the sessions with these keys from the database and, on ``cached_db``, mark them gone in the cache.
+
+    ``store``: the caching store class whose cache to mark, when it is not the configured engine's (a
+    ``cached_db`` store used by hand while ``SESSION_ENGINE`` names another engine).
 
     Rows go first: a request that misses the cache in between finds no row. Every key given gets a tombstone, even
     one whose row was already gone. Returns the number of rows deleted.
@@ -75,7 +79,7 @@ def delete_sessions(keys: list[str], using: str | None = None) -> int:
         else:
             deleted += len(returned)
             expire_dates.update(returned)
-    _forget_cached([(key, expire_dates.get(key)) for key in keys], using)
+    _forget_cached([(key, expire_dates.get(key)) for key in keys], using, store)
     return deleted
 
 

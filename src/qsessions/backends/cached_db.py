@@ -235,7 +235,7 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
         # that a request that loaded the session before cannot bring its entry back.
         from qsessions.models import delete_sessions
 
-        delete_sessions([session_key], using=router.db_for_write(self.model))
+        delete_sessions([session_key], using=router.db_for_write(self.model), store=type(self))
 
     @classmethod
     def write_tombstones(cls, rows: Sequence[tuple[str, datetime | None]]) -> None:
