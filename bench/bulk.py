@@ -1,7 +1,7 @@
 """Bulk operations on sessions, for Django's engines, ours and the published django-qsessions 2.1.0, side by side.
 
     .venv/bin/python bench/bulk.py [--db sqlite|postgresql|mariadb] [--cache locmem|redis] [--rounds 3]
-        [--expired 100000] [--live 10000] [--revoke 2000] [--no-published]
+        [--expired 100000] [--live 10000] [--revoke 2000] [--no-published] [--only list|revoke|clearsessions]
 
 Scenarios: listing a user's 50 sessions with their device and location; revoking a user's sessions with
 ``user.session_set.all().delete()``; ``clearsessions`` over expired and live rows. For each it prints the median time
@@ -366,7 +366,7 @@ def run_round(round_index: int, published: bool, options: argparse.Namespace, co
     results: Results = {}
     for title, (scenario, engines, _) in SCENARIOS.items():
         mine = [engine for engine in engines if engine.startswith("published") == published]
-        if not mine:
+        if not mine or (options.only and scenario.__name__.removeprefix("scenario_") not in options.only):
             continue
         order = mine[round_index % len(mine) :] + mine[: round_index % len(mine)]
         for engine in order:
@@ -396,6 +396,8 @@ def run_published_round(round_index: int, options: argparse.Namespace) -> Result
     command = [str(published_python()), __file__, "--engines", "published", "--round", str(round_index)]
     for name in ("db", "cache", "expired", "live", "revoke"):
         command += [f"--{name}", str(getattr(options, name))]
+    for only in options.only:
+        command += ["--only", only]
     return json.loads(subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout)
 
 
@@ -431,6 +433,13 @@ def main() -> None:
     parser.add_argument("--live", type=int, default=10_000, help="live rows clearsessions keeps")
     parser.add_argument("--revoke", type=int, default=2000, help="sessions of the user who is signed out everywhere")
     parser.add_argument("--no-published", action="store_true", help=f"leave out django-qsessions {PUBLISHED}")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        choices=["list", "revoke", "clearsessions"],
+        help="run only this scenario (repeatable)",
+    )
     # The child process that runs the published package: one round, results as JSON on stdout.
     parser.add_argument("--engines", choices=["ours", "published"], default="ours", help=argparse.SUPPRESS)
     parser.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
