@@ -1,10 +1,21 @@
-"""A local-memory cache that fails on demand, as a cache server does when it goes away mid-run."""
+"""Test caches: a local-memory cache that fails on demand, and the key function of the memcached runs."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.core.cache.backends.base import default_key_func
 from django.core.cache.backends.locmem import LocMemCache
+
+#: Every key ``recorded_key`` made in this process, as the server stores it.
+made_keys: set[str] = set()
+
+
+def recorded_key(key: str, key_prefix: str, version: int) -> str:
+    """Django's own key, remembered: memcached cannot list the keys a run left behind, so the run deletes these."""
+    made = default_key_func(key, key_prefix, version)
+    made_keys.add(made)
+    return made
 
 
 class FlakyCache(LocMemCache):
