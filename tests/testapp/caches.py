@@ -72,3 +72,37 @@ class FlakyCache(LocMemCache):
     def clear(self) -> None:
         self._check()
         super().clear()
+
+
+class WriteRefusingCache(LocMemCache):
+    """``LocMemCache`` that reads, but whose writes raise while ``WriteRefusingCache.refusing`` is set: a cache
+    that is full, read-only, or fails a value it will not take, after the read of the same request worked."""
+
+    refusing = False
+    #: Writes attempted while refusing.
+    refused = 0
+
+    def _check(self) -> None:
+        if WriteRefusingCache.refusing:
+            WriteRefusingCache.refused += 1
+            raise ConnectionError("the cache takes no writes")
+
+    def add(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().add(*args, **kwargs)
+
+    def set(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().set(*args, **kwargs)
+
+    def set_many(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().set_many(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().delete(*args, **kwargs)
+
+    def delete_many(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().delete_many(*args, **kwargs)
