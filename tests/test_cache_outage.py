@@ -212,13 +212,19 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_an_unreachable_redis_takes_nothing_down(settings, user, caplog):
+@pytest.mark.parametrize(
+    ("backend", "location"),
+    [
+        ("django.core.cache.backends.redis.RedisCache", "redis://127.0.0.1:{port}/0"),
+        ("django_redis.cache.RedisCache", "redis://127.0.0.1:{port}/0"),
+        ("django.core.cache.backends.memcached.PyMemcacheCache", "127.0.0.1:{port}"),
+    ],
+    ids=["redis", "django-redis", "memcached"],
+)
+def test_an_unreachable_cache_server_takes_nothing_down(settings, user, caplog, backend, location):
     settings.CACHES = {
         **settings.CACHES,
-        "unreachable": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{_closed_port()}/0",
-        },
+        "unreachable": {"BACKEND": backend, "LOCATION": location.format(port=_closed_port())},
     }
     settings.SESSION_CACHE_ALIAS = "unreachable"
     settings.SESSION_ENGINE = "qsessions.backends.cached_db"
