@@ -221,6 +221,22 @@ def test_malformed_user_id_is_not_a_crash(engine):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_user_id_the_database_refuses_is_not_a_crash(engine, django_user_model):
+    """A UUID with version 11 and variant 0: Python's uuid takes it, MariaDB's UUID column refuses it (elsewhere
+    it names nobody). Integer user ids take the same paths with 0, which MySQL refuses for an AutoField."""
+    uuid_pk = django_user_model._meta.pk.get_internal_type() == "UUIDField"
+    refused = "83a52df2-49a6-b7ec-49f1-b6106a2ca9a3" if uuid_pk else "0"
+    store = engine(user_agent=CHROME_ANDROID, ip="10.1.2.3")
+    store[SESSION_KEY] = refused
+    store.save()
+    store["theme"] = "dark"
+    store.save()
+    row = Session.objects.get(pk=store.session_key)
+    assert row.user_id is None
+    assert row.get_decoded() == {SESSION_KEY: refused, "theme": "dark"}
+
+
+@pytest.mark.django_db(transaction=True)
 def test_user_deleted_before_the_insert(engine, django_user_model):
     doomed = django_user_model.objects.create_user(username="doomed", password="x")
     store = engine(user_agent=CHROME_ANDROID, ip="10.1.2.3")

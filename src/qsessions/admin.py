@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from pprint import pformat
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin
 from django.contrib.admin.utils import display_for_field, display_for_value
@@ -14,6 +14,9 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import gettext_noop
 
 from qsessions.models import Session
+
+if TYPE_CHECKING:
+    from django.db.models import Field
 
 #: Django's names for the model and two of its fields (``AbstractBaseSession``) are translated in the catalogue of
 #: ``django.contrib.sessions``, which a site leaves out of ``INSTALLED_APPS`` with qsessions: marked here, they are
@@ -50,7 +53,8 @@ class OwnerFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Session]) -> QuerySet[Session] | None:
         if self.value() == "my":
-            return queryset.filter(user_id=request.user.pk)
+            # The admin's user is signed in: its pk is never None, whatever django-stubs says.
+            return queryset.filter(user_id=request.user.pk)  # type: ignore[misc]
         return None
 
 
@@ -96,7 +100,8 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def _field(self, obj: Session, name: str) -> str:
         """The field as the admin shows it where the field itself is listed."""
-        return str(display_for_field(getattr(obj, name), obj._meta.get_field(name), self.get_empty_value_display()))
+        field = cast("Field[Any, Any]", obj._meta.get_field(name))
+        return str(display_for_field(getattr(obj, name), field, self.get_empty_value_display()))
 
     @admin.display(description=_("created at"), ordering="created_at")
     def created(self, obj: Session) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import import_module
 from typing import Any
 
@@ -39,7 +40,9 @@ def _uses_our_middleware() -> bool:
 
 
 @checks.register(checks.Tags.compatibility)
-def check_settings(app_configs: list[AppConfig] | None = None, **kwargs: Any) -> list[checks.CheckMessage]:
+def check_settings(
+    app_configs: Sequence[AppConfig] | None = None, databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
     errors: list[checks.CheckMessage] = []
     store = _engine_store()
     if store is None or not issubclass(store, QSessionStoreMixin):

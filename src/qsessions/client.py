@@ -117,7 +117,7 @@ def forwarded_ip(request: HttpRequest, networks: tuple[Network, ...]) -> str | N
     remote = request.META.get("REMOTE_ADDR")
     remote_ip = clean_ip(remote)
     if remote_ip is None or not _is_trusted(remote_ip, networks):
-        return remote  # type: ignore[no-any-return]
+        return remote
     header = request.META.get("HTTP_X_FORWARDED_FOR")
     if header is None:
         # The trusted proxy itself made the request.

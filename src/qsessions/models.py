@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import cached_property, partial
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.contrib.sessions.base_session import AbstractBaseSession, BaseSessionManager
@@ -41,14 +42,15 @@ def _cached_store() -> Any:
     return store if hasattr(store, "write_tombstones") else None
 
 
-def _forget_cached(rows: list[tuple[str, datetime | None]], using: str) -> None:
+def _forget_cached(rows: Sequence[tuple[str, datetime | None]], using: str, store: Any = None) -> None:
     """Mark these sessions (``(key, expire_date or None)``, rows deleted) gone in the cache, on ``cached_db``.
 
     With autocommit the tombstones are written at once. Inside a transaction the rows are gone for other connections
     only once it commits, and a rollback brings them back: the entries are deleted now (as harmless as a cache miss)
-    and the tombstones written when the transaction commits, which is when the sessions end.
+    and the tombstones written when the transaction commits, which is when the sessions end. ``store`` is the
+    caching store class to use instead of the configured engine's.
     """
-    store = _cached_store()
+    store = store or _cached_store()
     if store is None:
         return
     if transaction.get_connection(using).in_atomic_block:
@@ -58,8 +60,11 @@ def _forget_cached(rows: list[tuple[str, datetime | None]], using: str) -> None:
         store.write_tombstones(rows)
 
 
-def delete_sessions(keys: list[str], using: str | None = None) -> int:
+def delete_sessions(keys: list[str], using: str | None = None, store: Any = None) -> int:
     """Delete the sessions with these keys from the database and, on ``cached_db``, mark them gone in the cache.
+
+    ``store``: the caching store class whose cache to mark, when it is not the configured engine's (a
+    ``cached_db`` store used by hand while ``SESSION_ENGINE`` names another engine).
 
     Rows go first: a request that misses the cache in between finds no row. Every key given gets a tombstone, even
     one whose row was already gone. Returns the number of rows deleted.
@@ -74,7 +79,7 @@ def delete_sessions(keys: list[str], using: str | None = None) -> int:
         else:
             deleted += len(returned)
             expire_dates.update(returned)
-    _forget_cached([(key, expire_dates.get(key)) for key in keys], using)
+    _forget_cached([(key, expire_dates.get(key)) for key in keys], using, store)
     return deleted
 
 
@@ -109,6 +114,9 @@ class SessionQuerySet(models.QuerySet["Session"]):
             raise TypeError("Cannot use 'limit' or 'offset' with delete_keys().")
         return self._rows_to_delete()._delete_keys()
 
+    #: Set by QuerySet.__init__ (the alias given to using(), or None); django-stubs does not declare it.
+    _db: str | None
+
     def _rows_to_delete(self) -> SessionQuerySet:
         # Keys are read where rows are deleted: a lagging replica would keep offering keys already gone.
         return self.using(self._db or router.db_for_write(self.model)).order_by()
@@ -134,7 +142,8 @@ class SessionQuerySet(models.QuerySet["Session"]):
             rows = cursor.fetchall()
         field = self.model._meta.get_field("expire_date")
         column = field.get_col(self.model._meta.db_table)
-        converters = [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]
+        # django-stubs leaves Field.get_db_converters() out.
+        converters = [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]  # type: ignore[attr-defined]
         returned = []
         for key_value, value in rows:
             for convert in converters:
@@ -183,6 +192,7 @@ class SessionQuerySet(models.QuerySet["Session"]):
     delete_expired.alters_data = True  # type: ignore[attr-defined]
 
 
+# django-stubs resolves from_queryset() on Manager, not on BaseSessionManager: the manager is Any to mypy.
 class SessionManager(BaseSessionManager.from_queryset(SessionQuerySet)):  # type: ignore[misc]
     use_in_migrations = True
 
@@ -199,9 +209,10 @@ class Session(AbstractBaseSession):
     #: Refreshed at most once per ``QSESSIONS_ACTIVITY_INTERVAL``; null on rows the published package wrote.
     last_activity = models.DateTimeField(null=True, blank=True)
 
-    objects = SessionManager()
+    objects: ClassVar[SessionManager] = SessionManager()
 
-    class Meta(AbstractBaseSession.Meta):
+    # django-stubs leaves AbstractBaseSession.Meta out.
+    class Meta(AbstractBaseSession.Meta):  # type: ignore[name-defined,misc]
         # "This user's live sessions, most recently active first".
         indexes = [models.Index(fields=["user", "-last_activity"], name="qsessions_user_activity")]  # noqa: RUF012
 

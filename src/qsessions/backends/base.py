@@ -12,7 +12,8 @@ from asgiref.sync import sync_to_async
 from django.contrib import auth
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connections, models, router, transaction
+from django.db import DatabaseError, IntegrityError, connections, models, router, transaction
+from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
 
 from qsessions import IP_SESSION_KEY, USER_AGENT_SESSION_KEY
@@ -25,7 +26,18 @@ if TYPE_CHECKING:
 
     from qsessions.models import Session
 
-    _Base = DBStore
+    class _Base(DBStore["Session"]):
+        """What the mixin uses of the store it is mixed into: Django's, plus the private hooks of ``SessionBase``
+        that it overrides or calls, which django-stubs leaves out."""
+
+        _session: dict[str, Any]
+
+        def _validate_session_key(self, key: str | None) -> bool: ...
+        def _get_or_create_session_key(self) -> str: ...
+        async def _aget_or_create_session_key(self) -> str: ...
+        def _get_session(self, no_load: bool = False) -> dict[str, Any]: ...
+        async def _aget_session(self, no_load: bool = False) -> dict[str, Any]: ...
+
 else:
     _Base = object
 
@@ -56,7 +68,7 @@ class Row(NamedTuple):
 _load_sql: dict[tuple[str, str], str] = {}
 
 
-def select_live_row(model: type[Session], session_key: str) -> Row | None:
+def select_live_row(model: type[Session], session_key: str | None) -> Row | None:
     """The session's row if it exists and has not expired: one indexed SELECT, with no queryset built."""
     connection = connections[router.db_for_read(model)]
     sql = _load_sql.get((connection.alias, connection.vendor))
@@ -72,7 +84,8 @@ def select_live_row(model: type[Session], session_key: str) -> Row | None:
         return None
     field = model._meta.get_field("expire_date")
     column = field.get_col(model._meta.db_table)
-    converters = [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]
+    # django-stubs leaves Field.get_db_converters() out.
+    converters = [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]  # type: ignore[attr-defined]
     expire_date, last_activity, created_at = row[1], row[2], row[5]
     for convert in converters:
         expire_date = convert(expire_date, column, connection)
@@ -163,7 +176,13 @@ class QSessionStoreMixin(_Base):
     def _validate_session_key(self, key: str | None) -> bool:
         # Serves SessionBase._validate_session_key: a cookie that cannot name a row (longer than the column, or
         # not made of the characters keys are made of) is no key at all, and costs no lookup.
-        return bool(super()._validate_session_key(key)) and len(key) <= 40 and key.isascii() and key.isalnum()  # type: ignore[arg-type]
+        return (
+            key is not None
+            and bool(super()._validate_session_key(key))
+            and len(key) <= 40
+            and key.isascii()
+            and key.isalnum()
+        )
 
     @property
     def client(self) -> Client:
@@ -207,13 +226,13 @@ class QSessionStoreMixin(_Base):
 
     def load(self) -> dict[str, Any]:
         # Serves DBStore.load: one SELECT of six columns.
-        return self._from_row(select_live_row(self.model, self.session_key))  # type: ignore[arg-type]
+        return self._from_row(select_live_row(self.model, self.session_key))
 
     async def aload(self) -> dict[str, Any]:
         # Serves DBStore.aload.
         return self._from_row(await sync_to_async(select_live_row)(self.model, self.session_key))
 
-    def decode(self, session_data: str) -> dict[str, Any]:
+    def decode(self, session_data: bytes | str) -> dict[str, Any]:
         # Serves SessionBase.decode: a payload that is not a dict (signed, so written by a bug or another program) is
         # an empty session, as an unsigned one is, not a crash of every request that carries its cookie.
         data = super().decode(session_data)
@@ -233,9 +252,11 @@ class QSessionStoreMixin(_Base):
         try:
             user_id = pk.to_python(value)
             # An integer outside the column's range fails the write (SQLite, PostgreSQL) or is clamped (MySQL), and
-            # MySQL takes no 0 for an AutoField.
+            # MySQL takes no 0 for an AutoField. Only that check, not get_db_prep_value(): for a UUID it asks MySQL
+            # for its version on a new connection, a query that an async caller must not make.
             pk.run_validators(user_id)
-            pk.get_db_prep_value(user_id, connections[router.db_for_write(self.model)])
+            if isinstance(pk, AutoFieldMixin):
+                connections[router.db_for_write(self.model)].ops.validate_autopk_value(user_id)
         except (ValidationError, TypeError, ValueError):
             return None
         return user_id
@@ -270,8 +291,9 @@ class QSessionStoreMixin(_Base):
         row as a ``DatabaseError``. This one counts the rows updated instead, so a failing database is not mistaken
         for a session ended elsewhere: that would be a 400 that hides the error.
 
-        A row whose user was deleted meanwhile fails its foreign key; it is written again without the user, so
-        the request goes on and the session is simply no longer signed in.
+        A row whose user was deleted meanwhile fails its foreign key, and one whose user id the database refuses
+        fails too; either is written again without the user, so the request goes on and the session is simply no
+        longer signed in.
         """
         using = router.db_for_write(self.model, instance=obj)
         try:
@@ -288,11 +310,11 @@ class QSessionStoreMixin(_Base):
                     raise UpdateError
             elif not self._update(obj, using):
                 raise UpdateError
-        except IntegrityError:
+        except DatabaseError as error:
             if obj.user_id is not None and not self._user_exists(obj.user_id, using):
                 obj.user_id = None
                 return self._write(obj, must_create)
-            if must_create:
+            if must_create and isinstance(error, IntegrityError):
                 raise CreateError from None
             raise
         # The row now holds this request's client and activity.
@@ -307,7 +329,14 @@ class QSessionStoreMixin(_Base):
         return self.model._base_manager.using(using).filter(pk=obj.pk).update(**fields) == 1
 
     def _user_exists(self, user_id: Any, using: str) -> bool:
-        return auth.get_user_model()._default_manager.using(using).filter(pk=user_id).exists()
+        """Whether the user can be written: a value the database refuses to compare (MariaDB's UUID type rejects
+        some that the ``uuid`` module takes) names no user. If the database is down, the write without the user
+        fails again and that error goes up."""
+        try:
+            with transaction.atomic(using=using):
+                return auth.get_user_model()._default_manager.using(using).filter(pk=user_id).exists()
+        except DatabaseError:
+            return False
 
     def save(self, must_create: bool = False) -> None:
         # Serves DBStore.save: never reads the row first, and an UPDATE leaves created_at alone.
@@ -357,7 +386,7 @@ class QSessionStoreMixin(_Base):
     def _read_created_at(self) -> datetime | None:
         """The row's ``created_at``, for a session loaded from the cache, whose entry does not carry it."""
         rows = self.model._base_manager.using(router.db_for_read(self.model)).filter(pk=self.session_key)
-        return rows.values_list("created_at", flat=True).first()  # type: ignore[no-any-return]
+        return rows.values_list("created_at", flat=True).first()
 
     def record_activity(self) -> None:
         """Write the request's client and the time of this activity, if the loaded row is out of date on either.

@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from django.conf import settings
 from django.contrib.sessions.backends.cached_db import SessionStore as DjangoCachedDBStore
 from django.contrib.sessions.backends.db import SessionStore as DjangoDBStore
-from django.core.cache import caches
+from django.core.cache import BaseCache, caches
 from django.db import router
 
 from qsessions import IP_SESSION_KEY, USER_AGENT_SESSION_KEY
@@ -38,6 +38,8 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
     """
 
     cache_key_prefix = KEY_PREFIX
+    #: Set by Django's ``__init__`` (the ``SESSION_CACHE_ALIAS`` cache); django-stubs does not declare it.
+    _cache: BaseCache
 
     def _entry(self, data: dict[str, Any], client: Client) -> dict[str, Any]:
         return {**data, IP_SESSION_KEY: client[0], USER_AGENT_SESSION_KEY: client[1], ROW_TIMES_KEY: self._row_times}
@@ -233,10 +235,10 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
         # that a request that loaded the session before cannot bring its entry back.
         from qsessions.models import delete_sessions
 
-        delete_sessions([session_key], using=router.db_for_write(self.model))
+        delete_sessions([session_key], using=router.db_for_write(self.model), store=type(self))
 
     @classmethod
-    def write_tombstones(cls, rows: list[tuple[str, datetime | None]]) -> None:
+    def write_tombstones(cls, rows: Sequence[tuple[str, datetime | None]]) -> None:
         """Mark these sessions (``(key, expire_date or None)``) gone in the cache, one ``set_many`` per batch.
 
         A tombstone outvotes the session's entry, so an entry that a request wrote back after the row was deleted is
@@ -271,7 +273,7 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
                 return
 
 
-def _is_seen(value: object) -> bool:
+def _is_seen(value: object) -> TypeGuard[tuple[float, str | None, str | None]]:
     """Whether ``value`` is what ``_seen()`` writes: a damaged or foreign value must not break a load."""
     return (
         isinstance(value, tuple)

@@ -73,7 +73,8 @@ def _expire_date_converter(connection: BaseDatabaseWrapper) -> Callable[[Any], d
     """
     field = Session._meta.get_field("expire_date")
     column = field.get_col(Session._meta.db_table)
-    converters = [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]
+    # django-stubs leaves Field.get_db_converters() out.
+    converters = [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]  # type: ignore[attr-defined]
 
     def convert(value: Any) -> datetime:
         for converter in converters:
@@ -97,7 +98,7 @@ def _read_live_rows(
         f"SELECT {key}, {quote('session_data')}, {quote('expire_date')} FROM {quote(table)} "
         f"WHERE {quote('expire_date')} > %s"
     )
-    order = f"ORDER BY {key} {connection.ops.limit_offset_sql(None, batch_size)}"
+    order = f"ORDER BY {key} {connection.ops.limit_offset_sql(0, batch_size)}"
     expires_after = connection.ops.adapt_datetimefield_value(now)
     convert = _expire_date_converter(connection)
     last_key: str | None = None
