@@ -32,6 +32,16 @@ def saved(engine: type[SessionBase], user: Any = None, **data: Any) -> SessionBa
     return store
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("QSESSIONS_TEST_CACHE") == "memcached":
+        # A cache client opened inside a Channels consumer's worker thread is closed by no request_finished, and the
+        # garbage collector reports its memcached socket in whichever test runs then.
+        config.addinivalue_line(
+            "filterwarnings",
+            r"ignore:Exception ignored in. <socket.socket .*11211\)>:pytest.PytestUnraisableExceptionWarning",
+        )
+
+
 def pytest_report_header() -> str:
     db_name = os.environ.get("QSESSIONS_TEST_DB", "sqlite")
     cache = os.environ.get("QSESSIONS_TEST_CACHE", "locmem")
