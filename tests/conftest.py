@@ -32,6 +32,16 @@ def saved(engine: type[SessionBase], user: Any = None, **data: Any) -> SessionBa
     return store
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("QSESSIONS_TEST_CACHE") == "memcached":
+        # A cache client opened inside a Channels consumer's worker thread is closed by no request_finished, and the
+        # garbage collector reports its memcached socket in whichever test runs then.
+        config.addinivalue_line(
+            "filterwarnings",
+            r"ignore:Exception ignored in. <socket.socket .*11211\)>:pytest.PytestUnraisableExceptionWarning",
+        )
+
+
 def pytest_report_header() -> str:
     db_name = os.environ.get("QSESSIONS_TEST_DB", "sqlite")
     cache = os.environ.get("QSESSIONS_TEST_CACHE", "locmem")
@@ -39,10 +49,11 @@ def pytest_report_header() -> str:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _drop_redis_keys_afterwards() -> Iterator[None]:
-    """Sessions live for weeks in the cache: a test run on Redis leaves none of its keys behind."""
+def _drop_cache_keys_afterwards() -> Iterator[None]:
+    """Sessions live for weeks in the cache: a test run on a cache server leaves none of its keys behind."""
     yield
     cache_settings = django_settings.CACHES["default"]
+    # Django's RedisCache and django-redis's both make keys as "<prefix>:<version>:<key>".
     if cache_settings["BACKEND"].endswith("RedisCache"):
         import redis
 
@@ -50,6 +61,14 @@ def _drop_redis_keys_afterwards() -> Iterator[None]:
         for key in client.scan_iter(match=f"{cache_settings['KEY_PREFIX']}:*", count=1000):
             client.delete(key)
         client.close()
+    elif cache_settings["BACKEND"].endswith("PyMemcacheCache"):
+        from tests.testapp.caches import made_keys
+
+        # The raw client: the cache's own delete_many would make each key again.
+        client = caches["default"]._cache  # type: ignore[attr-defined]
+        keys = sorted(made_keys)
+        for start in range(0, len(keys), 500):
+            client.delete_many(keys[start : start + 500])
 
 
 @pytest.fixture(autouse=True)

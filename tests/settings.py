@@ -1,7 +1,8 @@
 """Test settings: the database and the cache come from the environment, so one suite runs everywhere.
 
 ``QSESSIONS_TEST_DB``: ``sqlite`` (default), ``postgresql`` or ``mariadb``.
-``QSESSIONS_TEST_CACHE``: ``locmem`` (default) or ``redis``.
+``QSESSIONS_TEST_CACHE``: ``locmem`` (default), ``redis`` (Django's ``RedisCache``), ``django-redis`` (the
+``django-redis`` package's client against the same server) or ``memcached`` (``PyMemcacheCache``, 127.0.0.1:11211).
 Servers are reached on 127.0.0.1 with their default ports; ``QSESSIONS_TEST_*_HOST``/``_PORT`` override them.
 ``QSESSIONS_TEST_DB_NAME`` names the server database (default ``qsessions``; the tests use ``test_`` + it), so two
 runs on one server need not share it.
@@ -59,6 +60,9 @@ elif _db == "mariadb":
 else:
     raise ValueError(f"QSESSIONS_TEST_DB must be sqlite, postgresql or mariadb, not {_db!r}")
 
+# Keys of their own for each process, so that runs sharing a server never read each other's sessions; conftest.py
+# deletes them afterwards.
+_key_prefix = f"qsessions-tests-{os.getpid()}"
 if _cache == "locmem":
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 elif _cache == "redis":
@@ -66,11 +70,30 @@ elif _cache == "redis":
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": os.environ.get("QSESSIONS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
-            "KEY_PREFIX": f"qsessions-tests-{os.getpid()}",
+            "KEY_PREFIX": _key_prefix,
+        }
+    }
+elif _cache == "django-redis":
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": os.environ.get("QSESSIONS_TEST_DJANGO_REDIS_URL", "redis://127.0.0.1:6379/13"),
+            "KEY_PREFIX": _key_prefix,
+        }
+    }
+elif _cache == "memcached":
+    _memcached = f"{os.environ.get('QSESSIONS_TEST_MEMCACHED_HOST', '127.0.0.1')}:"
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
+            "LOCATION": _memcached + os.environ.get("QSESSIONS_TEST_MEMCACHED_PORT", "11211"),
+            "KEY_PREFIX": _key_prefix,
+            # Memcached cannot list keys: this one records the keys it makes, so that they can be deleted.
+            "KEY_FUNCTION": "tests.testapp.caches.recorded_key",
         }
     }
 else:
-    raise ValueError(f"QSESSIONS_TEST_CACHE must be locmem or redis, not {_cache!r}")
+    raise ValueError(f"QSESSIONS_TEST_CACHE must be locmem, redis, django-redis or memcached, not {_cache!r}")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

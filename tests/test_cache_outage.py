@@ -212,13 +212,19 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_an_unreachable_redis_takes_nothing_down(settings, user, caplog):
+@pytest.mark.parametrize(
+    ("backend", "location"),
+    [
+        ("django.core.cache.backends.redis.RedisCache", "redis://127.0.0.1:{port}/0"),
+        ("django_redis.cache.RedisCache", "redis://127.0.0.1:{port}/0"),
+        ("django.core.cache.backends.memcached.PyMemcacheCache", "127.0.0.1:{port}"),
+    ],
+    ids=["redis", "django-redis", "memcached"],
+)
+def test_an_unreachable_cache_server_takes_nothing_down(settings, user, caplog, backend, location):
     settings.CACHES = {
         **settings.CACHES,
-        "unreachable": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{_closed_port()}/0",
-        },
+        "unreachable": {"BACKEND": backend, "LOCATION": location.format(port=_closed_port())},
     }
     settings.SESSION_CACHE_ALIAS = "unreachable"
     settings.SESSION_ENGINE = "qsessions.backends.cached_db"
@@ -234,3 +240,77 @@ def test_an_unreachable_redis_takes_nothing_down(settings, user, caplog):
     assert client.get("/read/").json()["user"] == ""
     # Logging in first asked the cache whether a new key was taken.
     assert _logged(caplog, logging.ERROR) == [f"Error reading from cache ({caches['unreachable']})"]
+
+
+def test_a_failed_try_keeps_what_is_owed_until_the_cache_takes_it(flaky, user, quick_retry):
+    key = saved(SessionStore, user).session_key
+    flaky.failing = True
+    writer = SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3")
+    writer["a"] = 2
+    writer.save()
+    assert cache_guard._owed == {KEY_PREFIX + key: None}
+
+    time.sleep(0.06)
+    # The try writes what is owed first; it fails, so the removal of the stale entry is still owed.
+    assert SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").load()["a"] == 2
+    assert cache_guard._owed == {KEY_PREFIX + key: None}
+    assert cache_guard.retry_at > 0
+
+    _back(flaky)
+    assert SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").load()["a"] == 2
+    assert cache_guard._owed == {}
+    assert cache_guard.retry_at == 0.0
+
+
+def test_what_is_owed_meanwhile_keeps_the_breaker_open(flaky, user, quick_retry, monkeypatch, caplog):
+    key = saved(SessionStore, user).session_key
+    flaky.failing = True
+    SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").load()
+    _back(flaky)
+    # While the cache is probed, another thread's save fails and owes the removal of its entry.
+    probe = FlakyCache.has_key
+
+    def probed_while_another_save_failed(self: FlakyCache, *args: Any, **kwargs: Any) -> Any:
+        cache_guard.owe([(KEY_PREFIX + "elsewhere", None)])
+        return probe(self, *args, **kwargs)
+
+    monkeypatch.setattr(FlakyCache, "has_key", probed_while_another_save_failed)
+    assert SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").load()["a"] == 1
+    assert cache_guard.retry_at > 0
+    assert cache_guard._owed == {KEY_PREFIX + "elsewhere": None}
+    assert _logged(caplog, logging.INFO) == []
+
+    time.sleep(0.06)
+    assert SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").load()["a"] == 1
+    assert cache_guard._owed == {}
+    assert cache_guard.retry_at == 0.0
+    assert _logged(caplog, logging.INFO) == [f"The session cache ({caches['flaky']}) works again."]
+
+
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_async_tries_probe_the_cache_and_a_failed_one_logs_nothing_more(flaky, user, caplog):
+    store = await sync_to_async(saved)(SessionStore, user)
+    key = store.session_key
+    flaky.failing = True
+    assert (await SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").aload())["a"] == 1
+    # Before the pause is over the cache is left alone.
+    assert (await SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").aload())["a"] == 1
+    assert flaky.failed_calls == 1
+
+    _pause_over()
+    # Nothing is owed: the try is a probe, and it fails.
+    assert (await SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").aload())["a"] == 1
+    assert flaky.failed_calls == 2
+    assert len(_logged(caplog, logging.ERROR)) == 1
+
+    flaky.failing = False
+    _pause_over()
+    assert (await SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").aload())["a"] == 1
+    assert cache_guard.retry_at == 0.0
+    assert _logged(caplog, logging.INFO) == [f"The session cache ({caches['flaky']}) works again."]
+    assert await caches["flaky"].aget(KEY_PREFIX + key) is not None
+
+
+def _pause_over() -> None:
+    """The breaker's pause ends now, however long it was: a slow machine cannot make it end early."""
+    cache_guard.retry_at = time.monotonic()

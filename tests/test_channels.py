@@ -50,8 +50,21 @@ class _HttpConsumer(AsyncHttpConsumer):  # type: ignore[misc]
         await self.send_response(200, b"ok")
 
 
-_websocket_app = qchannels.AuthMiddlewareStack(_Consumer.as_asgi())
-_http_app = qchannels.SessionMiddlewareStack(_HttpConsumer.as_asgi())
+def _closing_caches(app: Any) -> Any:
+    """``app``, closing the cache clients it opened when it ends: Django closes them when a request finishes, and a
+    consumer is no request (memcached's sockets would otherwise be left to the garbage collector)."""
+
+    async def run(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await app(scope, receive, send)
+        finally:
+            await sync_to_async(caches.close_all)()
+
+    return run
+
+
+_websocket_app = _closing_caches(qchannels.AuthMiddlewareStack(_Consumer.as_asgi()))
+_http_app = _closing_caches(qchannels.SessionMiddlewareStack(_HttpConsumer.as_asgi()))
 
 
 def _communicator(address: str, user_agent: str, key: str | None = None, **headers: str) -> WebsocketCommunicator:

@@ -15,6 +15,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.sessions.backends import cached_db as django_cached_db
 from django.contrib.sessions.backends import db as django_db
+from django.core.cache import caches
 from django.db import connections
 from django.http import HttpRequest, HttpResponse
 from django.test import Client
@@ -88,6 +89,8 @@ def _in_threads(*targets: Callable[[], Any]) -> list[Any]:
             errors.append(error)
         finally:
             connections.close_all()
+            # Its cache clients too: Django closes them when a request finishes, and this thread ran none.
+            caches.close_all()
 
     threads = [threading.Thread(target=run, args=(index, target)) for index, target in enumerate(targets)]
     for thread in threads:

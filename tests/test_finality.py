@@ -299,6 +299,8 @@ def _worker(keys: list[str], lock: threading.Lock, stop: threading.Event, errors
         errors.append(error)
     finally:
         connections.close_all()
+        # Its cache clients too: Django closes them when a request finishes, and this thread ran none.
+        caches.close_all()
 
 
 def _end_all(keys: list[str], user: Any, round_number: int) -> None:

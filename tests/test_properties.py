@@ -320,10 +320,29 @@ def test_corrupt_cache_bytes_fall_back_to_the_row(settings, user, data):
 
 def _set_raw(cache: Any, key: str, raw: bytes) -> None:
     """Store ``raw`` as the pickled bytes of ``key``'s entry, under whichever cache the tests run with."""
-    made = cache.make_and_validate_key(key)
     if hasattr(cache, "_expire_info"):
-        cache._cache[made] = raw
+        cache._cache[cache.make_and_validate_key(key)] = raw
+    elif hasattr(cache, "client") and hasattr(cache.client, "get_client"):
+        # django-redis: its own key maker and client; a value that is not an integer is read as a pickle.
+        cache.client.get_client(write=True).set(cache.client.make_key(key), raw)
+    elif type(cache).__name__ == "PyMemcacheCache":
+        # Memcached: the bytes go in flagged as a pickle, as pymemcache stores a dict.
+        from pymemcache import serde
+        from pymemcache.client.base import Client as MemcacheClient
+
+        class _AsPickle:
+            def serialize(self, key: str, value: bytes) -> tuple[bytes, int]:
+                return value, serde.FLAG_PICKLE
+
+            def deserialize(self, key: str, value: bytes, flags: int) -> bytes:
+                return value
+
+        host, port = cache._servers[0].rsplit(":", 1)
+        raw_client = MemcacheClient((host, int(port)), serde=_AsPickle(), allow_unicode_keys=True)
+        raw_client.set(cache.make_and_validate_key(key), raw)
+        raw_client.close()
     else:
+        made = cache.make_and_validate_key(key)
         cache._cache.get_client(made, write=True).set(made, raw)
 
 

@@ -1,10 +1,21 @@
-"""A local-memory cache that fails on demand, as a cache server does when it goes away mid-run."""
+"""Test caches: a local-memory cache that fails on demand, and the key function of the memcached runs."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.core.cache.backends.base import default_key_func
 from django.core.cache.backends.locmem import LocMemCache
+
+#: Every key ``recorded_key`` made in this process, as the server stores it.
+made_keys: set[str] = set()
+
+
+def recorded_key(key: str, key_prefix: str, version: int) -> str:
+    """Django's own key, remembered: memcached cannot list the keys a run left behind, so the run deletes these."""
+    made = default_key_func(key, key_prefix, version)
+    made_keys.add(made)
+    return made
 
 
 class FlakyCache(LocMemCache):
@@ -61,3 +72,37 @@ class FlakyCache(LocMemCache):
     def clear(self) -> None:
         self._check()
         super().clear()
+
+
+class WriteRefusingCache(LocMemCache):
+    """``LocMemCache`` that reads, but whose writes raise while ``WriteRefusingCache.refusing`` is set: a cache
+    that is full, read-only, or fails a value it will not take, after the read of the same request worked."""
+
+    refusing = False
+    #: Writes attempted while refusing.
+    refused = 0
+
+    def _check(self) -> None:
+        if WriteRefusingCache.refusing:
+            WriteRefusingCache.refused += 1
+            raise ConnectionError("the cache takes no writes")
+
+    def add(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().add(*args, **kwargs)
+
+    def set(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().set(*args, **kwargs)
+
+    def set_many(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().set_many(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().delete(*args, **kwargs)
+
+    def delete_many(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().delete_many(*args, **kwargs)
