@@ -17,7 +17,7 @@ from qsessions.backends.cached_db import KEY_PREFIX, TOMBSTONE_PREFIX, SessionSt
 from qsessions.models import Session
 from qsessions.revoke import revoke_all_sessions
 from tests.conftest import CHROME_ANDROID, FIREFOX_LINUX, saved
-from tests.testapp.caches import FlakyCache, WriteRefusingCache
+from tests.testapp.caches import FlakyCache, KeyRefusingCache, WriteRefusingCache
 
 pytestmark = pytest.mark.django_db
 # The async tests run with transaction=True: the async ORM works in a thread of its own, outside a test transaction.
@@ -260,3 +260,30 @@ def test_exists_is_answered_by_a_cached_entry_without_sql(settings, django_asser
     caches["default"].set(TOMBSTONE_PREFIX + key, 1, 60)
     with django_assert_num_queries(1):
         assert not SessionStore().exists(key)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tombstone_the_cache_says_it_did_not_store_is_owed_and_written_later(settings, monkeypatch, user, caplog):
+    settings.CACHES = {**settings.CACHES, "naming": {"BACKEND": "tests.testapp.caches.KeyRefusingCache"}}
+    settings.SESSION_CACHE_ALIAS = "naming"
+    settings.SESSION_ENGINE = "qsessions.backends.cached_db"
+    monkeypatch.setattr(cache_guard, "RETRY_AFTER", 0.05)
+    cache = caches["naming"]
+    refused, stored = saved(SessionStore, user).session_key, saved(SessionStore, user).session_key
+    monkeypatch.setattr(KeyRefusingCache, "refuse", frozenset({TOMBSTONE_PREFIX + refused}))
+    # A request that loaded the session before it ended holds its entry.
+    assert cache.get(KEY_PREFIX + refused) is not None
+
+    assert revoke_all_sessions(user) == 2
+
+    assert cache.get(TOMBSTONE_PREFIX + stored) == 1
+    assert cache.get(TOMBSTONE_PREFIX + refused) is None
+    # Until the tombstone is written, the cache is left alone: the entry it should outvote is never served.
+    assert cache_guard.retry_at
+    assert "did not store 1 tombstone" in str(caplog.records[-1].exc_info[1])
+    assert SessionStore(refused, user_agent=CHROME_ANDROID, ip="10.1.2.3").load() == {}
+    monkeypatch.setattr(KeyRefusingCache, "refuse", frozenset())
+    time.sleep(0.06)
+    assert SessionStore(refused, user_agent=CHROME_ANDROID, ip="10.1.2.3").load() == {}
+    assert cache.get(TOMBSTONE_PREFIX + refused) == 1
+    assert not cache_guard.retry_at

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.cache.backends.base import default_key_func
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, default_key_func
 from django.core.cache.backends.locmem import LocMemCache
 
 #: Every key ``recorded_key`` made in this process, as the server stores it.
@@ -106,3 +106,15 @@ class WriteRefusingCache(LocMemCache):
     def delete_many(self, *args: Any, **kwargs: Any) -> Any:
         self._check()
         return super().delete_many(*args, **kwargs)
+
+
+class KeyRefusingCache(LocMemCache):
+    """``LocMemCache`` whose ``set_many`` leaves out the keys in ``KeyRefusingCache.refuse`` and names them in its
+    answer, as memcached does for values it did not store."""
+
+    refuse: frozenset[str] = frozenset()
+
+    def set_many(self, data: dict[str, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> list[str]:
+        refused = [key for key in data if key in KeyRefusingCache.refuse]
+        super().set_many({key: value for key, value in data.items() if key not in refused}, timeout, version)
+        return refused

@@ -252,8 +252,12 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
             tombstones = {TOMBSTONE_PREFIX + key: 1 for key, _ in batch}
             if not cache_guard.retry_at or cache_guard.ready(cache):
                 try:
-                    cache.set_many(tombstones, timeout)
-                    continue
+                    # Memcached answers a refused key by naming it: as good as an error for those keys.
+                    refused = cache.set_many(tombstones, timeout)
+                    if not refused:
+                        continue
+                    tombstones = dict.fromkeys(refused, 1)
+                    raise RuntimeError(f"the cache did not store {len(refused)} tombstone(s)")
                 except Exception as error:
                     cache_guard.failed(cache, error)
             cache_guard.owe((key, timeout) for key in tombstones)
