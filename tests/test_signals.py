@@ -132,6 +132,17 @@ async def test_async_twin_sends_the_signal(engine, user, client_changed):
     assert (row.ip, row.user_agent) == ("10.9.9.9", FIREFOX_LINUX)
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_async_twin_after_a_direct_aload_sends_the_signal_with_the_user(engine, user, client_changed):
+    store = await _asaved(engine, user)
+    elsewhere = engine(store.session_key, user_agent=FIREFOX_LINUX, ip="10.9.9.9")
+    # aload() returns the data without keeping it: the signal must not load it again, synchronously.
+    assert (await elsewhere.aload())["a"] == 1
+    await elsewhere.arecord_activity()
+    assert [(signal["user_id"], signal["ip"]) for signal in client_changed] == [(user.pk, "10.9.9.9")]
+
+
 async def _asaved(engine: Any, user: Any) -> Any:
     from asgiref.sync import sync_to_async
 

@@ -404,7 +404,7 @@ class QSessionStoreMixin(_Base):
             self._client_change = self._client_change if found else None
         change = self._recorded_client_change()
         if change is not None:
-            session_client_changed.send(sender=self.model, **change)
+            session_client_changed.send(sender=self.model, user_id=self._user_id(self._session), **change)
 
     async def arecord_activity(self) -> None:
         """The async twin of ``record_activity()``."""
@@ -415,10 +415,13 @@ class QSessionStoreMixin(_Base):
             self._client_change = self._client_change if found else None
         change = self._recorded_client_change()
         if change is not None:
-            await session_client_changed.asend(sender=self.model, **change)
+            # Not self._session: after a direct aload() it would load again, synchronously.
+            user_id = self._user_id(await self._aget_session())
+            await session_client_changed.asend(sender=self.model, user_id=user_id, **change)
 
     def _recorded_client_change(self) -> dict[str, Any] | None:
-        """The arguments of ``session_client_changed``, once, if this request recorded a new client in the row."""
+        """The arguments of ``session_client_changed`` but ``user_id``, once, if this request recorded a new client
+        in the row."""
         change, self._client_change = self._client_change, None
         # Still stale: the session was changed but not saved. No key: it was flushed.
         if change is None or self._stale or self.session_key is None:
@@ -428,7 +431,6 @@ class QSessionStoreMixin(_Base):
         (old_ip, old_user_agent), (ip, user_agent) = change
         return {
             "session_id": make_public_id(self.session_key),
-            "user_id": self._user_id(self._session),
             "old_ip": old_ip,
             "old_user_agent": old_user_agent,
             "ip": ip,
