@@ -252,14 +252,15 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
             tombstones = {TOMBSTONE_PREFIX + key: 1 for key, _ in batch}
             if not cache_guard.retry_at or cache_guard.ready(cache):
                 try:
-                    # Memcached answers a refused key by naming it: as good as an error for those keys.
                     refused = cache.set_many(tombstones, timeout)
-                    if not refused:
-                        continue
-                    tombstones = dict.fromkeys(refused, 1)
-                    raise RuntimeError(f"the cache did not store {len(refused)} tombstone(s)")
                 except Exception as error:
                     cache_guard.failed(cache, error)
+                else:
+                    if not refused:
+                        continue
+                    # Memcached answers a refused key by naming it: as good as an error for those keys.
+                    tombstones = dict.fromkeys(refused, 1)
+                    cache_guard.failed(cache, RuntimeError(f"the cache did not store {len(refused)} tombstone(s)"))
             cache_guard.owe((key, timeout) for key in tombstones)
 
     @classmethod
