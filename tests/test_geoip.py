@@ -244,10 +244,14 @@ def test_reader_is_reopened_when_the_file_is_replaced(geoip_dir, opened):
 
 
 def test_settings_changes_are_seen(geoip_dir, settings, tmp_path):
+    # The settings are kept once read, and forgotten on Django's setting_changed signal, which override_settings and
+    # the settings fixture send when they set a value (not when pytest-django deletes one).
     assert geoip.describe(geoip.location_info(SWEDEN_IP)) == "Linköping, Sweden"
-    settings.GEOIP_PATH = str(write_country(tmp_path / "other"))
+    settings.GEOIP_PATH = str(write_country(tmp_path / "other").parent)
     assert geoip.describe(geoip.location_info(SWEDEN_IP)) == "Sweden"
-    del settings.GEOIP_PATH
+    settings.GEOIP_COUNTRY = "missing.mmdb"
+    assert geoip.location_info(SWEDEN_IP) is None
+    settings.GEOIP_PATH = None
     assert geoip.location_info(SWEDEN_IP) is None
 
 

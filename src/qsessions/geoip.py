@@ -7,7 +7,6 @@ with Django's own settings (``GEOIP_PATH``, ``GEOIP_CITY``, ``GEOIP_COUNTRY``) a
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import stat
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 if TYPE_CHECKING:
     from maxminddb.reader import Reader
@@ -43,6 +43,18 @@ _databases: dict[str, _Database] = {}
 #: ``(GEOIP_PATH, GEOIP_CITY, GEOIP_COUNTRY)`` -> the file they led to last time.
 _resolved: dict[tuple[str, str, str], str] = {}
 _warned: set[str] = set()
+#: The three settings as last read, under ``"key"``: reading one that is not set raises inside ``django.conf``, which
+#: cost more than the lookup itself. Forgotten when one of them changes.
+_kept: dict[str, tuple[str, str, str] | None] = {}
+_SETTINGS = frozenset({"GEOIP_PATH", "GEOIP_CITY", "GEOIP_COUNTRY"})
+
+
+def _forget(*, setting: str, **kwargs: Any) -> None:
+    if setting in _SETTINGS:
+        _kept.clear()
+
+
+setting_changed.connect(_forget)
 
 
 def location_info(ip: str | None) -> dict[str, Any] | None:
@@ -53,11 +65,6 @@ def location_info(ip: str | None) -> dict[str, Any] | None:
     """
     if not ip:
         return None
-    try:
-        ipaddress.ip_address(ip)
-    except ValueError:
-        # Not an address: unlike Django, never resolve a host name while rendering a page.
-        return None
     database = _database()
     if database is None or database.reader is None:
         return None
@@ -66,7 +73,8 @@ def location_info(ip: str | None) -> dict[str, Any] | None:
         # The raw record, not geoip2's model objects: building those took most of a lookup's time.
         record = database.reader.get(ip)
     except ValueError:
-        # An IPv6 address looked up in an IPv4-only database, which is as good as not found.
+        # Not an address (the reader never resolves a host name, unlike Django's GeoIP2), or an IPv6 address looked
+        # up in an IPv4-only database: as good as not found.
         return None
     except Exception as exc:
         # A database can be damaged beyond its header, which only shows when a lookup reaches the bad part.
@@ -162,15 +170,13 @@ def _database() -> _Database | None:
         _warn_once("no-geoip2", "The geoip2 package is not installed: sessions have no location.")
         return None
 
-    location = getattr(settings, "GEOIP_PATH", None)
-    if not location:
+    try:
+        key = _kept["key"]
+    except KeyError:
+        key = _kept["key"] = _settings_key()
+    if key is None:
         _warn_once("no-path", "GEOIP_PATH is not set: sessions have no location.")
         return None
-    key = (
-        os.fspath(location),
-        os.fspath(getattr(settings, "GEOIP_CITY", "GeoLite2-City.mmdb")),
-        os.fspath(getattr(settings, "GEOIP_COUNTRY", "GeoLite2-Country.mmdb")),
-    )
 
     # The usual case costs one stat: the file found last time is still the same file.
     path = _resolved.get(key)
@@ -197,6 +203,17 @@ def _database() -> _Database | None:
             # by itself once nothing refers to it.
             database = _databases[path] = _open(open_database, MODE_AUTO, path, stamp)
         return database
+
+
+def _settings_key() -> tuple[str, str, str] | None:
+    location = getattr(settings, "GEOIP_PATH", None)
+    if not location:
+        return None
+    return (
+        os.fspath(location),
+        os.fspath(getattr(settings, "GEOIP_CITY", "GeoLite2-City.mmdb")),
+        os.fspath(getattr(settings, "GEOIP_COUNTRY", "GeoLite2-Country.mmdb")),
+    )
 
 
 def _open(open_database: Callable[..., Reader], mode: int, path: str, stamp: Stamp) -> _Database:
