@@ -86,6 +86,24 @@ def test_published_migrations_give_the_published_schema():
     assert set(PUBLISHED_COLUMNS) <= set(_columns())
 
 
+def _indexes_by_user() -> list[str]:
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "qsessions_session")
+    return sorted(name for name, info in constraints.items() if info["index"] and info["columns"][:1] == ["user_id"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_index_serves_lookups_by_user():
+    # The published schema has the foreign key's own index (on MySQL, the one InnoDB makes for the constraint).
+    call_command("migrate", "qsessions", "0003", verbosity=0)
+    try:
+        assert len(_indexes_by_user()) == 2
+    finally:
+        call_command("migrate", "qsessions", verbosity=0)
+    # Every index is updated by every row clearsessions deletes: the one of (user, -last_activity) does both jobs.
+    assert _indexes_by_user() == ["qsessions_user_activity"]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_sessions_of_the_published_package_stay_signed_in(engine, user):
     call_command("migrate", "qsessions", "0002", verbosity=0)
