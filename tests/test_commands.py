@@ -51,9 +51,23 @@ def test_clearsessions_deletes_in_bounded_batches_and_leaves_the_cache_alone(eng
     with statements() as run:
         call_command("clearsessions")
 
-    # Where the oldest expired session is, then windows of growing width, oldest first, none over a batch.
-    assert run.kinds == ["SELECT"] + ["DELETE"] * len(deleted)
-    assert sum(deleted) == 7
-    assert deleted == [1, 2, 3, 1]
+    # The oldest expiry date and the batch's third, then the rows before that one; then windows sized from the
+    # density of the one before (2 rows in 2 minutes, then 2 in the next 2), up to now. None is over a batch.
+    assert run.kinds == ["SELECT", "SELECT"] + ["DELETE"] * 4
+    assert deleted == [2, 2, 3, 0]
     assert set(Session.objects.values_list("pk", flat=True)) == set(keys[7:])
     assert cache_calls == []
+
+
+def test_clearsessions_gets_past_more_rows_than_a_batch_that_expire_together(engine, monkeypatch):
+    from qsessions import models
+
+    monkeypatch.setattr(models, "EXPIRED_BATCH_SIZE", 3)
+    keys = [saved(engine).session_key for _ in range(8)]
+    moment = timezone.now() - timedelta(minutes=5)
+    Session.objects.filter(pk__in=keys[:5]).update(expire_date=moment)
+    Session.objects.filter(pk=keys[5]).update(expire_date=moment + timedelta(minutes=1))
+
+    call_command("clearsessions")
+
+    assert set(Session.objects.values_list("pk", flat=True)) == set(keys[6:])

@@ -170,20 +170,25 @@ class SessionQuerySet(models.QuerySet["Session"]):
     def delete_expired(self) -> int:
         """Delete the expired rows among these, oldest first, about ``EXPIRED_BATCH_SIZE`` per statement.
 
-        Each DELETE is its own statement, so no transaction holds the locks of millions of rows. Each covers a
-        window of ``expire_date`` along its index, sized from the previous window's density to hold about a batch,
-        so finding where a batch ends costs no scan. The cache is left alone: the entries of expired sessions have
-        expired with them.
+        Each DELETE is its own statement, so no transaction holds the locks of millions of rows. The first batch ends
+        where the oldest ``EXPIRED_BATCH_SIZE`` rows end, found by walking that many entries of the index on
+        ``expire_date``; each later one covers a window of ``expire_date`` sized from the density of the one before,
+        which costs no walk. The cache is left alone: the entries of expired sessions have expired with them.
         """
-        using = self._db or router.db_for_write(self.model)
+        rows = self.using(self._db or router.db_for_write(self.model)).order_by()
         now = timezone.now()
-        rows = self.using(using).order_by()
-        start = rows.filter(expire_date__lt=now).order_by("expire_date").values_list("expire_date", flat=True).first()
-        deleted, window = 0, timedelta(minutes=1)
-        while start is not None and start < now:
+        expired = rows.filter(expire_date__lt=now).order_by("expire_date").values_list("expire_date", flat=True)
+        oldest = expired.first()
+        if oldest is None:
+            return 0
+        start = expired[EXPIRED_BATCH_SIZE - 1 : EXPIRED_BATCH_SIZE].first()
+        if start is None:
+            return models.QuerySet.delete(rows.filter(expire_date__lt=now))[0]
+        # Windows name only their own bounds: given ``now`` as well, SQLite may walk its index up to ``now``.
+        deleted = models.QuerySet.delete(rows.filter(expire_date__lt=start))[0]
+        window = max(start - oldest, timedelta(seconds=1))
+        while start < now:
             end = min(start + window, now)
-            # Only the window's bounds: SQLite walks its index up to whichever upper bound it is given first, and
-            # one up to ``now`` made every batch scan all the expired rows left.
             batch = models.QuerySet.delete(rows.filter(expire_date__gte=start, expire_date__lt=end))[0]
             deleted += batch
             # Never more than double (a sparse window says little about the next one), never under a second.
