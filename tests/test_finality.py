@@ -193,6 +193,17 @@ def test_tombstones_live_as_long_as_any_entry_they_outvote(user, settings, monke
     SessionStore(long.session_key).delete()
     assert 30 * 86400 < written[-1][1] <= 30 * 86400 + 600
     assert written[-1][0] == {TOMBSTONE_PREFIX + long.session_key: 1}
+
+    # Revoking many: the longest-lived of them sets the timeout, wherever its row comes in the database's answer.
+    keys = set()
+    for expiry in (60, 30 * 86400, 120):
+        store = saved(SessionStore, user)
+        store.set_expiry(expiry)
+        store.save()
+        keys.add(TOMBSTONE_PREFIX + store.session_key)
+    user.session_set.all().delete()
+    assert set(written[-1][0]) == keys
+    assert 30 * 86400 < written[-1][1] <= 30 * 86400 + 600
     monkeypatch.setattr(caches["default"], "set_many", set_many)
 
 

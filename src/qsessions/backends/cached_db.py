@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeGuard
 
@@ -238,18 +238,18 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
         delete_sessions([session_key], using=router.db_for_write(self.model), store=type(self))
 
     @classmethod
-    def write_tombstones(cls, rows: Sequence[tuple[str, datetime | None]]) -> None:
-        """Mark these sessions (``(key, expire_date or None)``) gone in the cache, one ``set_many`` per batch.
+    def write_tombstones(cls, keys: Sequence[str], latest: datetime | None) -> None:
+        """Mark these sessions gone in the cache, one ``set_many`` per batch; ``latest``: the latest of their expiry
+        dates, or ``None`` if none is known.
 
         A tombstone outvotes the session's entry, so an entry that a request wrote back after the row was deleted is
         never served: the generic cache API has no compare-and-set that could stop that write. Tombstones the cache
         does not take are owed (see ``cache_guard``). The entries themselves are left to expire.
         """
         cache = caches[settings.SESSION_CACHE_ALIAS]
-        for start in range(0, len(rows), cache_guard.BATCH_SIZE):
-            batch = rows[start : start + cache_guard.BATCH_SIZE]
-            timeout = tombstone_timeout(expire_date for _, expire_date in batch)
-            tombstones = {TOMBSTONE_PREFIX + key: 1 for key, _ in batch}
+        timeout = tombstone_timeout(latest)
+        for start in range(0, len(keys), cache_guard.BATCH_SIZE):
+            tombstones = {TOMBSTONE_PREFIX + key: 1 for key in keys[start : start + cache_guard.BATCH_SIZE]}
             if not cache_guard.retry_at or cache_guard.ready(cache):
                 try:
                     refused = cache.set_many(tombstones, timeout)
@@ -288,12 +288,11 @@ def _is_seen(value: object) -> TypeGuard[tuple[float, str | None, str | None]]:
     )
 
 
-def tombstone_timeout(expire_dates: Iterable[datetime | None]) -> int:
-    """How long the tombstones of sessions with these expiry dates (``None``: unknown) must live.
+def tombstone_timeout(latest: datetime | None) -> int:
+    """How long the tombstones of sessions whose latest expiry date is ``latest`` (``None``: unknown) must live.
 
     As long as any entry that a racing request could still write: an entry lives at most what was left of its row,
     or ``get_expiry_age()`` (usually ``SESSION_COOKIE_AGE``) when a save wrote it; plus ``TOMBSTONE_MARGIN``.
     """
-    now = time.time()
-    remaining = max((date.timestamp() - now for date in expire_dates if date is not None), default=0.0)
+    remaining = latest.timestamp() - time.time() if latest is not None else 0.0
     return int(max(settings.SESSION_COOKIE_AGE, remaining)) + TOMBSTONE_MARGIN
