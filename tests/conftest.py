@@ -89,7 +89,6 @@ def fresh_geoip(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(geoip, "_databases", {})
     monkeypatch.setattr(geoip, "_resolved", {})
     monkeypatch.setattr(geoip, "_warned", set())
-    monkeypatch.setattr(geoip, "_kept", {})
 
 
 @pytest.fixture(params=list(ENGINES))

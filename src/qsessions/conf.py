@@ -1,12 +1,13 @@
-"""Every ``QSESSIONS_*`` setting with its default, read from ``django.conf.settings``.
+"""Every ``QSESSIONS_*`` setting with its default, and Django's ``GEOIP_*`` ones, read from ``django.conf.settings``.
 
-A setting read on every request is kept once read, and forgotten when Django's ``setting_changed`` signal says it
-changed (as ``override_settings`` and the ``settings`` fixture do): reading a setting that is not set costs an
-exception inside ``django.conf``, about a microsecond a request.
+A setting read on every request (or every GeoIP lookup) is kept once read, and forgotten when Django's
+``setting_changed`` signal says it changed (as ``override_settings`` and the ``settings`` fixture do): reading a
+setting that is not set costs an exception inside ``django.conf``, about a microsecond a request.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,11 @@ if TYPE_CHECKING:
 _kept: dict[str, Any] = {}
 
 #: Kept values that derive from another setting as well as their own.
-_DERIVED = {"QSESSIONS_TRUSTED_PROXIES": "QSESSIONS_CLIENT_IP"}
+_DERIVED = {
+    "QSESSIONS_TRUSTED_PROXIES": "QSESSIONS_CLIENT_IP",
+    "GEOIP_CITY": "GEOIP_PATH",
+    "GEOIP_COUNTRY": "GEOIP_PATH",
+}
 
 
 def _forget(*, setting: str, **kwargs: Any) -> None:
@@ -32,6 +37,25 @@ def _forget(*, setting: str, **kwargs: Any) -> None:
 
 
 setting_changed.connect(_forget)
+
+
+def geoip_files() -> tuple[str, str, str] | None:
+    """Django's ``(GEOIP_PATH, GEOIP_CITY, GEOIP_COUNTRY)``, with their defaults; ``None`` without ``GEOIP_PATH``.
+
+    Read for every session whose location is shown: an unset setting costs more than the lookup itself. Not a
+    ``Settings`` property, which are the ``QSESSIONS_*`` settings, but kept and forgotten as those are.
+    """
+    try:
+        return _kept["GEOIP_PATH"]  # type: ignore[no-any-return]
+    except KeyError:
+        location = getattr(settings, "GEOIP_PATH", None)
+        files = None
+        if location:
+            city = getattr(settings, "GEOIP_CITY", "GeoLite2-City.mmdb")
+            country = getattr(settings, "GEOIP_COUNTRY", "GeoLite2-Country.mmdb")
+            files = (os.fspath(location), os.fspath(city), os.fspath(country))
+        _kept["GEOIP_PATH"] = files
+        return files
 
 
 class Settings:

@@ -15,8 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
-from django.core.signals import setting_changed
+from qsessions.conf import geoip_files
 
 if TYPE_CHECKING:
     from maxminddb.reader import Reader
@@ -43,18 +42,6 @@ _databases: dict[str, _Database] = {}
 #: ``(GEOIP_PATH, GEOIP_CITY, GEOIP_COUNTRY)`` -> the file they led to last time.
 _resolved: dict[tuple[str, str, str], str] = {}
 _warned: set[str] = set()
-#: The three settings as last read, under ``"key"``: reading one that is not set raises inside ``django.conf``, which
-#: cost more than the lookup itself. Forgotten when one of them changes.
-_kept: dict[str, tuple[str, str, str] | None] = {}
-_SETTINGS = frozenset({"GEOIP_PATH", "GEOIP_CITY", "GEOIP_COUNTRY"})
-
-
-def _forget(*, setting: str, **kwargs: Any) -> None:
-    if setting in _SETTINGS:
-        _kept.clear()
-
-
-setting_changed.connect(_forget)
 
 
 def location_info(ip: str | None) -> dict[str, Any] | None:
@@ -170,10 +157,7 @@ def _database() -> _Database | None:
         _warn_once("no-geoip2", "The geoip2 package is not installed: sessions have no location.")
         return None
 
-    try:
-        key = _kept["key"]
-    except KeyError:
-        key = _kept["key"] = _settings_key()
+    key = geoip_files()
     if key is None:
         _warn_once("no-path", "GEOIP_PATH is not set: sessions have no location.")
         return None
@@ -203,17 +187,6 @@ def _database() -> _Database | None:
             # by itself once nothing refers to it.
             database = _databases[path] = _open(open_database, MODE_AUTO, path, stamp)
         return database
-
-
-def _settings_key() -> tuple[str, str, str] | None:
-    location = getattr(settings, "GEOIP_PATH", None)
-    if not location:
-        return None
-    return (
-        os.fspath(location),
-        os.fspath(getattr(settings, "GEOIP_CITY", "GeoLite2-City.mmdb")),
-        os.fspath(getattr(settings, "GEOIP_COUNTRY", "GeoLite2-Country.mmdb")),
-    )
 
 
 def _open(open_database: Callable[..., Reader], mode: int, path: str, stamp: Stamp) -> _Database:
