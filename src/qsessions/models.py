@@ -78,13 +78,9 @@ def delete_sessions(keys: list[str], using: str | None = None, store: Any = None
             deleted += models.QuerySet.delete(rows)[0]
         else:
             deleted += len(returned[0])
-            latest = _later(latest, returned[1])
+            latest = max(filter(None, (latest, returned[1])), default=None)
     _forget_cached(keys, latest, using, store)
     return deleted
-
-
-def _later(first: datetime | None, second: datetime | None) -> datetime | None:
-    return second if first is None or (second is not None and second > first) else first
 
 
 class SessionQuerySet(models.QuerySet["Session"]):
