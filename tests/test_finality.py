@@ -26,7 +26,7 @@ from django.core.cache import caches
 from django.db import OperationalError, connection, connections, transaction
 from django.test import Client
 
-from qsessions.backends import base
+from qsessions.backends import base, cached_db
 from qsessions.backends.cached_db import KEY_PREFIX, TOMBSTONE_PREFIX, SessionStore
 from qsessions.models import Session, make_public_id
 from qsessions.revoke import revoke_all_sessions, revoke_session
@@ -176,8 +176,13 @@ async def test_async_logout_and_cycle_key_write_tombstones(user):
 
 def test_tombstones_live_as_long_as_any_entry_they_outvote(user, settings, monkeypatch):
     written: list[tuple[dict[str, Any], int]] = []
-    set_many = caches["default"].set_many
-    monkeypatch.setattr(caches["default"], "set_many", lambda data, timeout: written.append((data, timeout)))
+    set_tombstones = cached_db._set_tombstones
+
+    def recorded(cache: Any, tombstones: dict[str, int], timeout: int) -> list[str]:
+        written.append((tombstones, timeout))
+        return set_tombstones(cache, tombstones, timeout)
+
+    monkeypatch.setattr(cached_db, "_set_tombstones", recorded)
     settings.SESSION_COOKIE_AGE = 3600
 
     short = saved(SessionStore, user)
@@ -204,7 +209,6 @@ def test_tombstones_live_as_long_as_any_entry_they_outvote(user, settings, monke
     user.session_set.all().delete()
     assert set(written[-1][0]) == keys
     assert 30 * 86400 < written[-1][1] <= 30 * 86400 + 600
-    monkeypatch.setattr(caches["default"], "set_many", set_many)
 
 
 @pytest.mark.parametrize("atomic", [False, True])

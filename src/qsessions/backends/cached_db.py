@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.sessions.backends.cached_db import SessionStore as DjangoCachedDBStore
 from django.contrib.sessions.backends.db import SessionStore as DjangoDBStore
 from django.core.cache import BaseCache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import router
 
 from qsessions import IP_SESSION_KEY, USER_AGENT_SESSION_KEY
@@ -23,6 +24,10 @@ TOMBSTONE_PREFIX = "qsessions.revoked"
 #: ``record_activity()`` alone, so that it never rewrites the entry, which holds data a concurrent save may have
 #: changed since this request read it.
 SEEN_PREFIX = "qsessions.seen"
+#: Sets every key of ``KEYS`` to ``ARGV[1]`` for ``ARGV[2]`` seconds: a batch of tombstones in one command. Django's
+#: ``RedisCache.set_many()`` sends an ``MSET`` and then one ``EXPIRE`` per key, which redis-py packs and parses one
+#: by one: four times the time, for the same single round trip.
+SET_ALL_SCRIPT = "for _, key in ipairs(KEYS) do redis.call('SET', key, ARGV[1], 'EX', ARGV[2]) end"
 #: Seconds a tombstone outlives the longest entry it may have to outvote: a request that read or wrote the row
 #: just before it was deleted writes its entry a moment later, and its timeout counts from then.
 TOMBSTONE_MARGIN = 300
@@ -252,7 +257,7 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
             tombstones = {TOMBSTONE_PREFIX + key: 1 for key in keys[start : start + cache_guard.BATCH_SIZE]}
             if not cache_guard.retry_at or cache_guard.ready(cache):
                 try:
-                    refused = cache.set_many(tombstones, timeout)
+                    refused = _set_tombstones(cache, tombstones, timeout)
                 except Exception as error:
                     cache_guard.failed(cache, error)
                 else:
@@ -276,6 +281,32 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
             except Exception as error:
                 cache_guard.failed(cache, error)
                 return
+
+
+#: Set once this process's Redis refused ``SET_ALL_SCRIPT`` (scripting disabled, or forbidden by an ACL).
+_scripts_refused = False
+
+
+def _set_tombstones(cache: BaseCache, tombstones: dict[str, int], timeout: int) -> list[str]:
+    """What ``cache.set_many(tombstones, timeout)`` does, in one script call on Django's ``RedisCache``.
+
+    Its serializer stores an integer as its digits, so the script writes what ``set_many()`` would. A Redis that
+    runs no scripts gets ``set_many()``, from then on.
+    """
+    global _scripts_refused
+    if isinstance(cache, RedisCache) and not _scripts_refused:
+        from redis.exceptions import ResponseError
+
+        keys = [cache.make_key(key) for key in tombstones]
+        # Private to Django, and as stable: the redis-py client its own writes go through.
+        client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+        try:
+            client.eval(SET_ALL_SCRIPT, len(keys), *keys, 1, timeout)
+            return []
+        except ResponseError as error:
+            _scripts_refused = True
+            cache_guard.logger.warning("The session cache runs no scripts (%s): tombstones go by set_many().", error)
+    return cache.set_many(tombstones, timeout)
 
 
 def _is_seen(value: object) -> TypeGuard[tuple[float, str | None, str | None]]:
