@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -55,6 +56,9 @@ def test_clearsessions_deletes_in_bounded_batches_and_leaves_the_cache_alone(eng
     # density of the one before (2 rows in 2 minutes, then 2 in the next 2), up to now. None is over a batch.
     assert run.kinds == ["SELECT", "SELECT"] + ["DELETE"] * 4
     assert deleted == [2, 2, 3, 0]
+    # Each DELETE names both bounds of its range and no other: with only "<", PostgreSQL scanned the whole table.
+    bounds = [re.findall(r"expire_date\W*\s(>=|<)\s", sql) for sql in run.sql if sql.startswith("DELETE")]
+    assert bounds == [[">=", "<"]] * 4
     assert set(Session.objects.values_list("pk", flat=True)) == set(keys[7:])
     assert cache_calls == []
 

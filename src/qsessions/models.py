@@ -196,10 +196,12 @@ class SessionQuerySet(models.QuerySet["Session"]):
         if oldest is None:
             return 0
         start = expired[EXPIRED_BATCH_SIZE - 1 : EXPIRED_BATCH_SIZE].first()
+        # Every DELETE names both bounds of its range, and only those. With one bound, PostgreSQL takes a range for a
+        # third of the table until statistics say otherwise, and scans all of it; given ``now`` as well, SQLite may
+        # walk its index up to ``now``.
         if start is None:
-            return models.QuerySet.delete(rows.filter(expire_date__lt=now))[0]
-        # Windows name only their own bounds: given ``now`` as well, SQLite may walk its index up to ``now``.
-        deleted = models.QuerySet.delete(rows.filter(expire_date__lt=start))[0]
+            return models.QuerySet.delete(rows.filter(expire_date__gte=oldest, expire_date__lt=now))[0]
+        deleted = models.QuerySet.delete(rows.filter(expire_date__gte=oldest, expire_date__lt=start))[0]
         window = max(start - oldest, timedelta(seconds=1))
         while start < now:
             end = min(start + window, now)
