@@ -291,14 +291,15 @@ def _set_tombstones(cache: BaseCache, tombstones: dict[str, int], timeout: int) 
     """What ``cache.set_many(tombstones, timeout)`` does, in one script call on Django's ``RedisCache``.
 
     Its serializer stores an integer as its digits, so the script writes what ``set_many()`` would. A Redis that
-    runs no scripts gets ``set_many()``, from then on.
+    answers the script with an error (scripting disabled, or denied by an ACL) gets ``set_many()`` from then on.
     """
     global _scripts_refused
     if isinstance(cache, RedisCache) and not _scripts_refused:
         from redis.exceptions import ResponseError
 
         keys = [cache.make_key(key) for key in tombstones]
-        # Private to Django, and as stable: the redis-py client its own writes go through.
+        # Private to Django: the redis-py client its own writes go through. The suite's Redis runs cover every
+        # Django this package supports.
         client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
         try:
             client.eval(SET_ALL_SCRIPT, len(keys), *keys, 1, timeout)
