@@ -244,8 +244,8 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
 
     @classmethod
     def write_tombstones(cls, keys: Sequence[str], latest: datetime | None) -> None:
-        """Mark these sessions gone in the cache, one ``set_many`` per batch; ``latest``: the latest of their expiry
-        dates, or ``None`` if none is known.
+        """Mark these sessions gone in the cache, one write per batch (``_set_tombstones()``); ``latest``: the latest
+        of their expiry dates, or ``None`` if none is known.
 
         A tombstone outvotes the session's entry, so an entry that a request wrote back after the row was deleted is
         never served: the generic cache API has no compare-and-set that could stop that write. Tombstones the cache
