@@ -11,8 +11,8 @@ import pytest
 from django.conf import settings as django_settings
 from django.test import Client
 
-from qsessions.backends.base import ROW_TIMES_KEY
 from qsessions.backends.cached_db import KEY_PREFIX
+from qsessions.backends.payload import ROW_TIMES_KEY
 from qsessions.models import Session
 from tests.conftest import CHROME_ANDROID, FIREFOX_LINUX, saved
 from tests.test_requests import AsyncClientAt

@@ -16,7 +16,8 @@ from django.core.cache import caches
 from django.test import Client
 
 from qsessions.backends import cache_guard
-from qsessions.backends.cached_db import KEY_PREFIX, TOMBSTONE_PREFIX, SessionStore
+from qsessions.backends.cached_db import KEY_PREFIX, SessionStore
+from qsessions.backends.tombstones import PREFIX as TOMBSTONE_PREFIX
 from qsessions.models import Session, make_public_id
 from qsessions.revoke import revoke_all_sessions, revoke_session
 from tests.conftest import CHROME_ANDROID, saved
@@ -99,9 +100,9 @@ def test_a_session_revoked_during_an_outage_is_not_served_once_the_cache_is_back
     assert client.get("/read/").json()["user"] == ""
     _back(flaky)
 
-    # The stale entry is still there; the tombstone owed went first.
+    # Both owed went first: the tombstone, and the deletion of the stale entry.
     assert _client(key).get("/read/").json()["user"] == ""
-    assert caches["flaky"].get(KEY_PREFIX + key) is not None
+    assert caches["flaky"].get(KEY_PREFIX + key) is None
     assert caches["flaky"].get(TOMBSTONE_PREFIX + key) == 1
     assert not Session.objects.filter(pk=key).exists()
     assert len(_logged(caplog, logging.ERROR)) == 1
@@ -163,7 +164,10 @@ def test_owed_invalidations_are_bounded(flaky, user, monkeypatch, caplog):
     flaky.failing = True
     assert revoke_all_sessions(user) == 4
     assert len(_logged(caplog, logging.ERROR)) == 2
-    assert "2 were dropped" in _logged(caplog, logging.ERROR)[1]
+    # Four tombstones and four entries to delete were owed: the first two tombstones are kept.
+    assert "6 were dropped" in _logged(caplog, logging.ERROR)[1]
+    assert len(cache_guard._owed) == 2
+    assert all(key.startswith(TOMBSTONE_PREFIX) for key in cache_guard._owed)
     assert all(not Session.objects.filter(pk=key).exists() for key in keys)
 
 

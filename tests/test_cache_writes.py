@@ -12,8 +12,9 @@ from django.core.cache import caches
 
 from qsessions import IP_SESSION_KEY
 from qsessions.backends import cache_guard
-from qsessions.backends.base import ROW_TIMES_KEY
-from qsessions.backends.cached_db import KEY_PREFIX, TOMBSTONE_PREFIX, SessionStore
+from qsessions.backends.cached_db import KEY_PREFIX, SessionStore
+from qsessions.backends.payload import ROW_TIMES_KEY
+from qsessions.backends.tombstones import PREFIX as TOMBSTONE_PREFIX
 from qsessions.models import Session
 from qsessions.revoke import revoke_all_sessions
 from tests.conftest import CHROME_ANDROID, FIREFOX_LINUX, saved

@@ -18,7 +18,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from qsessions.backends.base import ROW_TIMES_KEY
+from qsessions.backends.payload import ROW_TIMES_KEY
 from qsessions.models import Session
 from tests.conftest import CHROME_ANDROID
 

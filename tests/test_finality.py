@@ -26,8 +26,9 @@ from django.core.cache import caches
 from django.db import OperationalError, connection, connections, transaction
 from django.test import Client
 
-from qsessions.backends import base, cached_db
-from qsessions.backends.cached_db import KEY_PREFIX, TOMBSTONE_PREFIX, SessionStore
+from qsessions.backends import base, tombstones
+from qsessions.backends.cached_db import KEY_PREFIX, SessionStore
+from qsessions.backends.tombstones import PREFIX as TOMBSTONE_PREFIX
 from qsessions.models import Session, make_public_id
 from qsessions.revoke import revoke_all_sessions, revoke_session
 from tests.conftest import CHROME_ANDROID, saved
@@ -103,6 +104,16 @@ def _uncached(user: Any) -> str:
 
 
 @pytest.mark.parametrize("ending", list(ENDINGS))
+def test_every_ending_removes_the_entry_as_well_as_writing_the_tombstone(ending, user):
+    # The published 2.x package reads the entry alone: with it gone, it finds no row either.
+    key = saved(SessionStore, user).session_key
+    assert caches["default"].get(KEY_PREFIX + key) is not None
+    ENDINGS[ending](key, user)
+    assert caches["default"].get(KEY_PREFIX + key) is None
+    assert caches["default"].get(TOMBSTONE_PREFIX + key) == 1
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
 def test_a_load_that_read_the_row_before_the_end_cannot_bring_it_back(ending, user, monkeypatch):
     key = _uncached(user)
     _once_after(monkeypatch, base, "select_live_row", lambda: ENDINGS[ending](key, user))
@@ -175,14 +186,14 @@ async def test_async_logout_and_cycle_key_write_tombstones(user):
 
 
 def test_tombstones_live_as_long_as_any_entry_they_outvote(user, settings, monkeypatch):
-    written: list[tuple[dict[str, Any], int]] = []
-    set_tombstones = cached_db._set_tombstones
+    written: list[tuple[dict[str, int], int]] = []
+    end = tombstones._end
 
-    def recorded(cache: Any, tombstones: dict[str, int], timeout: int) -> list[str]:
-        written.append((tombstones, timeout))
-        return set_tombstones(cache, tombstones, timeout)
+    def recorded(cache: Any, tombstone_keys: list[str], entries: list[str], seconds: int) -> None:
+        written.append((dict.fromkeys(tombstone_keys, 1), seconds))
+        end(cache, tombstone_keys, entries, seconds)
 
-    monkeypatch.setattr(cached_db, "_set_tombstones", recorded)
+    monkeypatch.setattr(tombstones, "_end", recorded)
     settings.SESSION_COOKIE_AGE = 3600
 
     short = saved(SessionStore, user)

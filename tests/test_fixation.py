@@ -31,7 +31,7 @@ def _cached(engine: Any, session_key: str) -> Any:
     prefix = getattr(engine, "cache_key_prefix", None)
     if prefix is None:
         return None
-    from qsessions.backends.cached_db import TOMBSTONE_PREFIX
+    from qsessions.backends.tombstones import PREFIX as TOMBSTONE_PREFIX
 
     found = engine()._cache.get_many([prefix + session_key, TOMBSTONE_PREFIX + session_key])
     return None if TOMBSTONE_PREFIX + session_key in found else found.get(prefix + session_key)

@@ -28,7 +28,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from qsessions import IP_SESSION_KEY, USER_AGENT_SESSION_KEY
-from qsessions.backends.base import ROW_TIMES_KEY
+from qsessions.backends.payload import ROW_TIMES_KEY
 from qsessions.client import USER_AGENT_MAX_LENGTH
 from qsessions.models import Session
 from tests.conftest import CHROME_ANDROID

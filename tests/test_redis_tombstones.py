@@ -17,8 +17,9 @@ from django.conf import settings as django_settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 
-from qsessions.backends import cached_db
-from qsessions.backends.cached_db import TOMBSTONE_PREFIX, SessionStore
+from qsessions.backends import cache_guard, tombstones
+from qsessions.backends.cached_db import KEY_PREFIX, SessionStore
+from qsessions.backends.tombstones import PREFIX as TOMBSTONE_PREFIX
 from tests.conftest import CHROME_ANDROID, saved
 
 pytestmark = [
@@ -35,7 +36,7 @@ NO_SCRIPTS_USER = "qsessions_no_scripts"
 @pytest.fixture(autouse=True)
 def _cached_db(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     settings.SESSION_ENGINE = "qsessions.backends.cached_db"
-    monkeypatch.setattr(cached_db, "_scripts_refused", False)
+    monkeypatch.setattr(tombstones, "_scripts_refused", False)
 
 
 def _raw(alias: str = "default") -> Any:
@@ -52,7 +53,7 @@ def test_a_revocation_writes_its_tombstones_with_one_script_call_per_batch(user,
     keys = [store.session_key for store in stores]
     calls: list[str] = []
     monkeypatch.setattr(RedisCache, "set_many", lambda *args, **kwargs: calls.append("set_many"))
-    monkeypatch.setattr(cached_db.cache_guard, "BATCH_SIZE", 2)
+    monkeypatch.setattr(cache_guard, "BATCH_SIZE", 2)
     client = _raw()
     evaluate = client.eval
 
@@ -68,6 +69,8 @@ def test_a_revocation_writes_its_tombstones_with_one_script_call_per_batch(user,
     cache = caches["default"]
     # What set_many() would have written: read back through the cache, an integer.
     assert cache.get_many([TOMBSTONE_PREFIX + key for key in keys]) == {TOMBSTONE_PREFIX + key: 1 for key in keys}
+    # The same calls deleted the entries.
+    assert cache.get_many([KEY_PREFIX + key for key in keys]) == {}
     for key in keys:
         # The longest-lived session sets the timeout of every tombstone in the revocation.
         assert 30 * 86400 < client.ttl(cache.make_key(TOMBSTONE_PREFIX + key)) <= 30 * 86400 + 600
@@ -107,6 +110,6 @@ def test_a_redis_that_runs_no_scripts_gets_its_tombstones_by_set_many(user, no_s
     warnings = [record for record in caplog.records if record.name == "django.contrib.sessions"]
     assert [record.levelno for record in warnings] == [logging.WARNING]
     assert "runs no scripts" in warnings[0].getMessage()
-    assert cached_db.cache_guard.retry_at == 0.0
+    assert cache_guard.retry_at == 0.0
     for store in (first, second):
         assert SessionStore(store.session_key, user_agent=CHROME_ANDROID, ip="10.1.2.3").load() == {}

@@ -12,8 +12,8 @@ from django.core import signing
 from django.utils import timezone
 
 from qsessions import IP_SESSION_KEY, USER_AGENT_SESSION_KEY
-from qsessions.backends.base import ROW_TIMES_KEY
 from qsessions.backends.cached_db import KEY_PREFIX
+from qsessions.backends.payload import ROW_TIMES_KEY
 from qsessions.models import Session
 from tests.conftest import CHROME_ANDROID, FIREFOX_LINUX, saved
 

@@ -64,7 +64,7 @@ def check_settings(
                 id="qsessions.E002",
             )
         )
-    if store is not None and hasattr(store, "cache_key_prefix"):
+    if store is not None and issubclass(store, QSessionStoreMixin) and store.caches_sessions:
         errors.extend(_check_session_cache())
     errors.extend(_check_client_ip())
     if "django.contrib.sessions" in settings.INSTALLED_APPS:

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.contrib.sessions.base_session import AbstractBaseSession, BaseSessionManager
-from django.db import connections, models, router, transaction
+from django.db import models, router, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 
 from qsessions import devices, geoip
-from qsessions.backends.base import pop_extras
+from qsessions.backends.payload import pop_extras
+from qsessions.backends.sql import delete_returning
 
 if TYPE_CHECKING:
     from django.contrib.sessions.backends.base import SessionBase
@@ -39,7 +40,7 @@ def make_public_id(session_key: str) -> str:
 def _cached_store() -> Any:
     """The configured engine's store class if it caches sessions (``cached_db``), else ``None``."""
     store = Session.get_session_store_class()
-    return store if hasattr(store, "write_tombstones") else None
+    return store if getattr(store, "caches_sessions", False) else None
 
 
 def _forget_cached(keys: Sequence[str], latest: datetime | None, using: str, store: Any = None) -> None:
@@ -73,7 +74,7 @@ def delete_sessions(keys: list[str], using: str | None = None, store: Any = None
     deleted, latest = 0, None
     for start in range(0, len(keys), DELETE_BATCH_SIZE):
         rows = Session.objects.using(using).filter(pk__in=keys[start : start + DELETE_BATCH_SIZE]).order_by()
-        returned = rows._delete_returning()
+        returned = delete_returning(rows)
         if returned is None:
             deleted += models.QuerySet.delete(rows)[0]
         else:
@@ -122,48 +123,12 @@ class SessionQuerySet(models.QuerySet["Session"]):
         return self.using(self._db or router.db_for_write(self.model)).order_by()
 
     def _delete_keys(self) -> list[str]:
-        returned = self._delete_returning()
+        returned = delete_returning(self)
         if returned is None:
             return self._delete_in_batches()
         keys, latest = returned
         _forget_cached(keys, latest, self.db)
         return keys
-
-    def _delete_returning(self) -> tuple[list[str], datetime | None] | None:
-        """``DELETE … RETURNING`` these rows' keys and the latest expiry date among those that end more than
-        ``SESSION_COOKIE_AGE`` from now (``None`` if none does), or ``None`` where the database has no ``RETURNING``.
-
-        Only those dates matter: a tombstone lives ``SESSION_COOKIE_AGE`` at least (see ``tombstone_timeout()``).
-        The other rows return NULL, which costs no conversion: converting 2,000 dates doubled the statement's time on
-        PostgreSQL.
-        """
-        connection = connections[self.db]
-        # The databases that return columns from an INSERT are those that do from a DELETE too.
-        if not connection.features.can_return_columns_from_insert:
-            return None
-        select, params = self.values_list("pk").query.get_compiler(connection=connection).as_sql()
-        table = connection.ops.quote_name(self.model._meta.db_table)
-        key, expire_date = connection.ops.quote_name("session_key"), connection.ops.quote_name("expire_date")
-        later = connection.ops.adapt_datetimefield_value(
-            timezone.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE)
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"DELETE FROM {table} WHERE {key} IN ({select}) "
-                f"RETURNING {key}, CASE WHEN {expire_date} > %s THEN {expire_date} END",
-                (*params, later),
-            )
-            rows = cursor.fetchall()
-        # The latest is the only one converted: the database's values compare as they are (datetimes, or on SQLite
-        # ISO 8601 strings).
-        latest = max((value for _, value in rows if value is not None), default=None)
-        if latest is not None:
-            field = self.model._meta.get_field("expire_date")
-            column = field.get_col(self.model._meta.db_table)
-            # django-stubs leaves Field.get_db_converters() out.
-            for convert in [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]:  # type: ignore[attr-defined]
-                latest = convert(latest, column, connection)
-        return [key for key, _ in rows], latest
 
     def _delete_in_batches(self) -> list[str]:
         rows = self.values_list("pk", "expire_date")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import time
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from asgiref.sync import sync_to_async
 from django.contrib import auth
@@ -16,7 +15,8 @@ from django.db import DatabaseError, IntegrityError, connections, models, router
 from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
 
-from qsessions import IP_SESSION_KEY, USER_AGENT_SESSION_KEY
+from qsessions.backends.payload import Client, RowTimes, pop_extras, with_client
+from qsessions.backends.sql import Row, select_live_row
 from qsessions.client import anonymize_ip, clean_ip, clean_user_agent
 from qsessions.conf import conf
 from qsessions.signals import session_client_changed
@@ -44,77 +44,6 @@ else:
 #: Columns an UPDATE writes: ``created_at`` is written once, by the INSERT, and never read back first.
 _UPDATE_FIELDS = ("session_data", "expire_date", "user_id", "user_agent", "ip", "last_activity")
 
-#: Where a cached session keeps its row's expiry and last activity (POSIX timestamps): in the cache entry only.
-ROW_TIMES_KEY = "_qsessions_row"
-
-Client = tuple[str | None, str | None]
-#: A loaded row's ``expire_date`` and ``last_activity`` as POSIX timestamps; ``None`` where they are not known.
-RowTimes = tuple[float | None, float | None]
-
-
-class Row(NamedTuple):
-    """The columns a load reads."""
-
-    session_data: str
-    expire_date: datetime
-    last_activity: datetime | None
-    ip: str | None
-    user_agent: str | None
-    created_at: datetime | None
-
-
-#: The SELECT a load runs, compiled once per database: building it through the ORM on every request cost several
-#: times more than running it.
-_load_sql: dict[tuple[str, str], str] = {}
-
-
-def select_live_row(model: type[Session], session_key: str | None) -> Row | None:
-    """The session's row if it exists and has not expired: one indexed SELECT, with no queryset built."""
-    connection = connections[router.db_for_read(model)]
-    sql = _load_sql.get((connection.alias, connection.vendor))
-    if sql is None:
-        # Filters in the order of the parameters below.
-        rows = model._base_manager.filter(session_key="").filter(expire_date__gt=timezone.now())
-        compiler = rows.values_list(*Row._fields).query.get_compiler(connection=connection)
-        sql = _load_sql[connection.alias, connection.vendor] = compiler.as_sql()[0]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, (session_key, connection.ops.adapt_datetimefield_value(timezone.now())))
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    field = model._meta.get_field("expire_date")
-    column = field.get_col(model._meta.db_table)
-    # django-stubs leaves Field.get_db_converters() out.
-    converters = [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]  # type: ignore[attr-defined]
-    expire_date, last_activity, created_at = row[1], row[2], row[5]
-    for convert in converters:
-        expire_date = convert(expire_date, column, connection)
-        if last_activity is not None:
-            last_activity = convert(last_activity, column, connection)
-        if created_at is not None:
-            created_at = convert(created_at, column, connection)
-    return Row(row[0], expire_date, last_activity, row[3], row[4], created_at)
-
-
-def pop_extras(data: dict[str, Any]) -> tuple[Client, RowTimes | None]:
-    """Take the client and the row times out of stored data, leaving only the application's keys."""
-    client = (data.pop(IP_SESSION_KEY, None), data.pop(USER_AGENT_SESSION_KEY, None))
-    return client, _row_times(data.pop(ROW_TIMES_KEY, None))
-
-
-def _row_times(value: object) -> RowTimes | None:
-    """``value`` as row times if it is two finite timestamps or ``None``s, else ``None`` (unknown, as if absent).
-
-    A damaged or foreign entry must not break the arithmetic done with them on every request.
-    """
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_timestamp_or_none, value)):
-        return value[0], value[1]
-    return None
-
-
-def _is_timestamp_or_none(value: object) -> bool:
-    return value is None or (type(value) in (int, float) and math.isfinite(value))  # type: ignore[arg-type]
-
 
 class QSessionStoreMixin(_Base):
     """Keeps the client (IP and user agent) beside the session data, and the user, client and timing in the row.
@@ -132,6 +61,8 @@ class QSessionStoreMixin(_Base):
     """
 
     model: type[Session]
+    #: Whether the store keeps sessions in a cache as well, which an ending must then reach.
+    caches_sessions: ClassVar[bool] = False
 
     def __init__(self, session_key: str | None = None, user_agent: str | None = None, ip: str | None = None) -> None:
         self.tracks_client = user_agent is not None or ip is not None
@@ -238,11 +169,6 @@ class QSessionStoreMixin(_Base):
         data = super().decode(session_data)
         return data if isinstance(data, dict) else {}
 
-    def _payload(self, data: dict[str, Any]) -> dict[str, Any]:
-        """The data as it is stored: the application's keys plus the client's."""
-        ip, user_agent = self.client
-        return {**data, IP_SESSION_KEY: ip, USER_AGENT_SESSION_KEY: user_agent}
-
     def _user_id(self, data: dict[str, Any]) -> Any:
         """The signed-in user's primary key from ``auth.SESSION_KEY``, or ``None`` if there is none or it is bad."""
         value = data.get(auth.SESSION_KEY)
@@ -266,7 +192,7 @@ class QSessionStoreMixin(_Base):
         now = timezone.now()
         return self.model(
             session_key=session_key,
-            session_data=self.encode(self._payload(data)),
+            session_data=self.encode(with_client(data, self.client)),
             expire_date=expire_date,
             user_id=self._user_id(data),
             user_agent=user_agent,

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, ParamSpec, TypeVar
 
 from django.core.cache import BaseCache
 from django.core.signals import setting_changed
@@ -29,8 +29,11 @@ MAX_OWED = 100_000
 BATCH_SIZE = 500
 
 #: ``0.0`` while the cache works. Otherwise the ``time.monotonic()`` from which the next operation may try it again:
-#: a request reads just this float, and calls ``ready()`` only when it is set.
+#: a request reads just this float, and tries the cache again only when it is set.
 retry_at = 0.0
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 #: Cache key -> what is owed: a tombstone's timeout, or ``None`` to delete an entry.
 _owed: dict[str, int | None] = {}
@@ -108,10 +111,9 @@ def _recovered(cache: BaseCache, owed: dict[str, int | None], error: BaseExcepti
     return True
 
 
-def ready(cache: BaseCache) -> bool:
-    """Whether a store may use the cache, once it failed: not before ``retry_at``, and only once it took what is owed.
-
-    Writing what is owed is the probe; with nothing owed, one ``has_key``.
+def _try_again(cache: BaseCache) -> bool:
+    """Whether the cache may be used again, once it failed: not before ``retry_at``, and only once it has taken every
+    invalidation this process owes it. Writing those is the probe; with nothing owed, one ``has_key``.
     """
     if time.monotonic() < retry_at:
         return False
@@ -129,8 +131,8 @@ def ready(cache: BaseCache) -> bool:
     return _recovered(cache, owed, None)
 
 
-async def aready(cache: BaseCache) -> bool:
-    """The async twin of ``ready()``."""
+async def _atry_again(cache: BaseCache) -> bool:
+    """The async twin of ``_try_again()``."""
     if time.monotonic() < retry_at:
         return False
     owed = _take()
@@ -145,6 +147,56 @@ async def aready(cache: BaseCache) -> bool:
     except Exception as error:
         return _recovered(cache, owed, error)
     return _recovered(cache, owed, None)
+
+
+def read(cache: BaseCache, operation: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
+    """``operation(*args, **kwargs)``, a read of ``cache``; ``None`` if the cache is failing, or fails now: the caller
+    then reads the database."""
+    if retry_at and not _try_again(cache):
+        return None
+    try:
+        return operation(*args, **kwargs)
+    except Exception as error:
+        failed(cache, error, reading=True)
+        return None
+
+
+async def aread(cache: BaseCache, operation: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T | None:
+    """The async twin of ``read()``."""
+    if retry_at and not await _atry_again(cache):
+        return None
+    try:
+        return await operation(*args, **kwargs)
+    except Exception as error:
+        failed(cache, error, reading=True)
+        return None
+
+
+def write(cache: BaseCache, operation: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> bool:
+    """Whether ``operation(*args, **kwargs)``, a write to ``cache``, went through: ``False`` if the cache is failing,
+    or fails now. The caller then owes (``owe()``) whatever the write was to invalidate."""
+    if retry_at and not _try_again(cache):
+        return False
+    try:
+        operation(*args, **kwargs)
+    except Exception as error:
+        failed(cache, error)
+        return False
+    return True
+
+
+async def awrite(
+    cache: BaseCache, operation: Callable[P, Awaitable[object]], *args: P.args, **kwargs: P.kwargs
+) -> bool:
+    """The async twin of ``write()``."""
+    if retry_at and not await _atry_again(cache):
+        return False
+    try:
+        await operation(*args, **kwargs)
+    except Exception as error:
+        failed(cache, error)
+        return False
+    return True
 
 
 def reset(**kwargs: Any) -> None:

@@ -7,7 +7,7 @@ and has no model to query through, but its table is still there.
 from __future__ import annotations
 
 from argparse import ArgumentParser, ArgumentTypeError
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from qsessions.backends.db import SessionStore
+from qsessions.backends.sql import datetime_converter
 from qsessions.models import Session
 
 #: A row of the old table: ``(session_key, session_data, expire_date)``.
@@ -65,25 +66,6 @@ def _batch_size(value: str) -> int:
     return size
 
 
-def _expire_date_converter(connection: BaseDatabaseWrapper) -> Callable[[Any], datetime]:
-    """Turns an ``expire_date`` as the database driver returns it into the datetime the ORM would give.
-
-    The old table's column is the same field as ours (both come from ``AbstractBaseSession``), so our field's
-    converters apply: they parse SQLite's text and make the value aware (or leave it naive) as ``USE_TZ`` says.
-    """
-    field = Session._meta.get_field("expire_date")
-    column = field.get_col(Session._meta.db_table)
-    # django-stubs leaves Field.get_db_converters() out.
-    converters = [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]  # type: ignore[attr-defined]
-
-    def convert(value: Any) -> datetime:
-        for converter in converters:
-            value = converter(value, column, connection)
-        return value  # type: ignore[no-any-return]
-
-    return convert
-
-
 def _read_live_rows(
     connection: BaseDatabaseWrapper, table: str, now: datetime, batch_size: int
 ) -> Iterator[list[_OldRow]]:
@@ -100,7 +82,7 @@ def _read_live_rows(
     )
     order = f"ORDER BY {key} {connection.ops.limit_offset_sql(0, batch_size)}"
     expires_after = connection.ops.adapt_datetimefield_value(now)
-    convert = _expire_date_converter(connection)
+    convert = datetime_converter(connection, Session)
     last_key: str | None = None
     while True:
         if last_key is None:
