@@ -23,7 +23,7 @@ from django.core import signing
 from django.db import connection
 from django.test import Client
 
-from qsessions.backends.cached_db import KEY_PREFIX, SessionStore
+from qsessions.backends.cached_db import SessionStore
 from qsessions.models import Session, make_public_id
 from qsessions.revoke import revoke_session
 from tests.conftest import FIREFOX_LINUX, saved
@@ -72,11 +72,8 @@ def _cached_db(settings: Any) -> None:
 def published_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding the published package alone (its dependencies are this suite's)."""
     target = tmp_path_factory.mktemp("published")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps"]
-        + ["--target", str(target), f"django-qsessions=={PUBLISHED}"],
-        check=True,
-    )
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps"]
+    subprocess.run([*pip, "--target", str(target), f"django-qsessions=={PUBLISHED}"], check=True)
     return target
 
 
@@ -142,7 +139,7 @@ def test_sessions_ended_here_stay_ended_for_the_published_package(user, publishe
         ENDINGS[name](key, user)
 
     seen = _published(published_path, list(keys.values()))
-    assert {name: seen[key] for name, key in keys.items()} == dict.fromkeys(ENDINGS, [])
+    assert {name: seen[key] for name, key in keys.items()} == {name: [] for name in ENDINGS}
 
 
 def test_what_the_published_package_sees_of_a_live_session_and_saves(user, published_path):

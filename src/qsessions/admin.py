@@ -54,7 +54,8 @@ class OwnerFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Session]) -> QuerySet[Session] | None:
         if self.value() == "my":
             # The admin's user is signed in: its pk is never None, whatever django-stubs says.
-            return queryset.filter(user_id=request.user.pk)  # type: ignore[misc]
+            mine: QuerySet[Session] = queryset.filter(user_id=request.user.pk)  # type: ignore[misc]
+            return mine
         return None
 
 

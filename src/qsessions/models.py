@@ -85,13 +85,18 @@ def delete_sessions(keys: list[str], using: str | None = None, store: Any = None
 
 
 class SessionQuerySet(models.QuerySet["Session"]):
+    # django-stubs 6 types filter() and using() on a queryset of from_queryset()'s manager as returning Any: the
+    # annotated names below say what they return.
+
     def active(self) -> SessionQuerySet:
         """Sessions that have not expired."""
-        return self.filter(expire_date__gt=timezone.now())
+        live: SessionQuerySet = self.filter(expire_date__gt=timezone.now())
+        return live
 
     def expired(self) -> SessionQuerySet:
         """Sessions that have expired and wait for ``clearsessions``."""
-        return self.filter(expire_date__lte=timezone.now())
+        ended: SessionQuerySet = self.filter(expire_date__lte=timezone.now())
+        return ended
 
     def delete(self) -> tuple[int, dict[str, int]]:
         """Delete the rows and their cache entries without loading a single model instance.
@@ -120,7 +125,8 @@ class SessionQuerySet(models.QuerySet["Session"]):
 
     def _rows_to_delete(self) -> SessionQuerySet:
         # Keys are read where rows are deleted: a lagging replica would keep offering keys already gone.
-        return self.using(self._db or router.db_for_write(self.model)).order_by()
+        rows: SessionQuerySet = self.using(self._db or router.db_for_write(self.model)).order_by()
+        return rows
 
     def _delete_keys(self) -> list[str]:
         returned = delete_returning(self)
@@ -201,8 +207,7 @@ class Session(AbstractBaseSession):
 
     objects: ClassVar[SessionManager] = SessionManager()
 
-    # django-stubs leaves AbstractBaseSession.Meta out.
-    class Meta(AbstractBaseSession.Meta):  # type: ignore[name-defined,misc]
+    class Meta(AbstractBaseSession.Meta):
         # "This user's live sessions, most recently active first".
         indexes = [models.Index(fields=["user", "-last_activity"], name="qsessions_user_activity")]  # noqa: RUF012
 

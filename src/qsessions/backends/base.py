@@ -252,7 +252,8 @@ class QSessionStoreMixin(_Base):
         """One UPDATE statement, without a transaction of its own: a vanished row is 0 rows, not an error."""
         fields = {name: getattr(obj, name) for name in _UPDATE_FIELDS}
         fields["updated_at"] = obj.last_activity
-        return self.model._base_manager.using(using).filter(pk=obj.pk).update(**fields) == 1
+        updated: int = self.model._base_manager.using(using).filter(pk=obj.pk).update(**fields)
+        return updated == 1
 
     def _user_exists(self, user_id: Any, using: str) -> bool:
         """Whether the user can be written: a value the database refuses to compare (MariaDB's UUID type rejects
@@ -260,7 +261,8 @@ class QSessionStoreMixin(_Base):
         fails again and that error goes up."""
         try:
             with transaction.atomic(using=using):
-                return auth.get_user_model()._default_manager.using(using).filter(pk=user_id).exists()
+                exists: bool = auth.get_user_model()._default_manager.using(using).filter(pk=user_id).exists()
+                return exists
         except DatabaseError:
             return False
 
@@ -312,7 +314,8 @@ class QSessionStoreMixin(_Base):
     def _read_created_at(self) -> datetime | None:
         """The row's ``created_at``, for a session loaded from the cache, whose entry does not carry it."""
         rows = self.model._base_manager.using(router.db_for_read(self.model)).filter(pk=self.session_key)
-        return rows.values_list("created_at", flat=True).first()
+        created_at: datetime | None = rows.values_list("created_at", flat=True).first()
+        return created_at
 
     def record_activity(self) -> None:
         """Write the request's client and the time of this activity, if the loaded row is out of date on either.
@@ -368,7 +371,7 @@ class QSessionStoreMixin(_Base):
         now = timezone.now()
         ip, user_agent = self.client
         rows = self.model._base_manager.using(router.db_for_write(self.model)).filter(pk=self.session_key)
-        found = rows.update(last_activity=now, ip=ip, user_agent=user_agent) == 1
+        found: bool = rows.update(last_activity=now, ip=ip, user_agent=user_agent) == 1
         self._row_times = (self._row_times[0], now.timestamp())
         return found
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from django.conf import settings
 from django.db import connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import DateTimeField
 from django.utils import timezone
 
 if TYPE_CHECKING:
@@ -41,9 +42,9 @@ def datetime_converter(connection: BaseDatabaseWrapper, model: type[Session]) ->
     parse SQLite's text and make the value aware (or leave it naive) as ``USE_TZ`` says.
     """
     field = model._meta.get_field("expire_date")
+    assert isinstance(field, DateTimeField)
     column = field.get_col(model._meta.db_table)
-    # django-stubs leaves Field.get_db_converters() out.
-    converters = [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]  # type: ignore[attr-defined]
+    converters = [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]
 
     def convert(value: Any) -> datetime:
         for converter in converters:

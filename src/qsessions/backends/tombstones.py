@@ -83,7 +83,7 @@ def _end(cache: BaseCache, tombstones: list[str], entries: list[str], seconds: i
         keys = [cache.make_key(key) for key in (*tombstones, *entries)]
         # Private to Django: the redis-py client its own writes go through. The suite's Redis runs cover every
         # Django this package supports.
-        client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+        client = cache._cache.get_client(write=True)
         try:
             client.eval(END_SCRIPT, len(keys), *keys, 1, seconds, len(tombstones))
             return
