@@ -381,7 +381,7 @@ def test_user_agent_is_bounded_and_storable(engine, user_agent, stored):
 
 def test_client_is_validated_only_when_the_session_is_used(engine, monkeypatch):
     seen = []
-    monkeypatch.setattr("qsessions.backends.base.clean_ip", lambda value: seen.append(value) or value)
+    monkeypatch.setattr("qsessions.backends.activity.clean_ip", lambda value: seen.append(value) or value)
     store = engine(user_agent=CHROME_ANDROID, ip="10.1.2.3")
     assert seen == []  # an anonymous page that never reads its session pays nothing
     store["a"] = 1

@@ -2,94 +2,61 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from asgiref.sync import sync_to_async
 from django.contrib import auth
 from django.contrib.sessions.backends.base import CreateError, UpdateError
-from django.core.exceptions import ValidationError
-from django.db import DatabaseError, IntegrityError, connections, models, router, transaction
-from django.db.models.fields import AutoFieldMixin
+from django.db import DatabaseError, IntegrityError, models, router, transaction
 from django.utils import timezone
 
-from qsessions.backends.payload import Client, RowTimes, pop_extras, with_client
+from qsessions.backends import payload
+from qsessions.backends.activity import ClientActivityMixin
+from qsessions.backends.payload import pop_extras, with_client
 from qsessions.backends.sql import Row, select_live_row
-from qsessions.client import anonymize_ip, clean_ip, clean_user_agent
-from qsessions.conf import conf
-from qsessions.signals import session_client_changed
 
 if TYPE_CHECKING:
-    from django.contrib.sessions.backends.db import SessionStore as DBStore
-
     from qsessions.models import Session
-
-    class _Base(DBStore["Session"]):
-        """What the mixin uses of the store it is mixed into: Django's, plus the private hooks of ``SessionBase``
-        that it overrides or calls, which django-stubs leaves out."""
-
-        _session: dict[str, Any]
-
-        def _validate_session_key(self, key: str | None) -> bool: ...
-        def _get_or_create_session_key(self) -> str: ...
-        async def _aget_or_create_session_key(self) -> str: ...
-        def _get_session(self, no_load: bool = False) -> dict[str, Any]: ...
-        async def _aget_session(self, no_load: bool = False) -> dict[str, Any]: ...
-
-else:
-    _Base = object
 
 #: Columns an UPDATE writes: ``created_at`` is written once, by the INSERT, and never read back first.
 _UPDATE_FIELDS = ("session_data", "expire_date", "user_id", "user_agent", "ip", "last_activity")
 
 
-class QSessionStoreMixin(_Base):
+class QSessionStoreMixin(ClientActivityMixin):
     """Keeps the client (IP and user agent) beside the session data, and the user, client and timing in the row.
 
-    The client travels inside the stored payload under ``IP_SESSION_KEY``/``USER_AGENT_SESSION_KEY`` (as the
-    published package always did), so a cached session notices a new client without touching the database.
-    Those two keys are taken out when the session is loaded and put back when it is written: the application's
-    view of the session holds only its own data.
+    The client travels inside the stored payload (``payload.with_client()``), as the published package always did,
+    and is taken out on load: the application's view of the session holds only its own data. A save is one UPDATE
+    (or one INSERT for a new session), never a read first. Only a store that was given a client (by the middleware)
+    records client and activity: a store opened elsewhere keeps the client it loaded, so a shell or a task never
+    erases the IP and user agent of a session it touches.
 
-    A load notes whether the row's client or ``last_activity`` is out of date; the middleware then calls
-    ``record_activity()``, which writes just those, without extending the session or rewriting its data.
+    State, beside Django's:
 
-    Only a store that was given a client (by the middleware) records client and activity. A store opened elsewhere
-    keeps the client it loaded, so a shell or a task never erases the IP and user agent of a session it touches.
+    - ``tracks_client``: whether a client was given; ``_given_client``: it, raw (cleaned on first use by ``ip`` and
+      ``user_agent``, so a request that never touches its session pays nothing for them).
+    - ``_stored_client``, ``_row_times``: the loaded row's client, and its expiry and last activity as timestamps,
+      from the row or the cache entry; what a cache entry written for the row carries.
+    - ``_activity_due``: the loaded row's client or activity is out of date, so ``record_activity()`` has work;
+      ``_client_change``: the old and new client then, for ``session_client_changed``.
+    - ``_loaded_created_at``: the row's ``created_at`` when it was read from the row; ``_kept_created_at``: what
+      the next INSERT writes instead of now, while ``cycle_key()`` moves the session to a new key.
     """
 
-    model: type[Session]
     #: Whether the store keeps sessions in a cache as well, which an ending must then reach.
     caches_sessions: ClassVar[bool] = False
 
     def __init__(self, session_key: str | None = None, user_agent: str | None = None, ip: str | None = None) -> None:
         self.tracks_client = user_agent is not None or ip is not None
-        # Validated on first use, so that a request that never touches its session pays nothing for them.
         self._given_client = (ip, user_agent)
-        self._stored_client: Client = (None, None)
-        self._row_times: RowTimes = (None, None)
-        #: Whether the loaded row's client or activity is out of date, for record_activity().
-        self._stale = False
-        #: The loaded row's client and this request's, when they differ: for session_client_changed.
-        self._client_change: tuple[Client, Client] | None = None
-        #: The loaded row's ``created_at``, if it was read from the row (not on a cache hit).
+        self._stored_client = (None, None)
+        self._row_times = (None, None)
+        self._activity_due = False
+        self._client_change = None
         self._loaded_created_at: datetime | None = None
-        #: What the next INSERT writes as ``created_at`` instead of now: the old row's, while cycle_key() runs.
         self._kept_created_at: datetime | None = None
         super().__init__(session_key)
-
-    @cached_property
-    def ip(self) -> str | None:
-        """The client's address as given, if it is a valid IP address (else ``None``), anonymised if so configured."""
-        ip = clean_ip(self._given_client[0])
-        return anonymize_ip(ip) if ip is not None and conf.IP_ANONYMIZE else ip
-
-    @cached_property
-    def user_agent(self) -> str | None:
-        """The client's user agent as given, cut to the column's length."""
-        return clean_user_agent(self._given_client[1])
 
     @property
     def created_at(self) -> datetime | None:
@@ -115,32 +82,6 @@ class QSessionStoreMixin(_Base):
             and key.isalnum()
         )
 
-    @property
-    def client(self) -> Client:
-        """The ``(ip, user_agent)`` the next write stores."""
-        return (self.ip, self.user_agent) if self.tracks_client else self._stored_client
-
-    def _note_row(self, stored: Client, times: RowTimes) -> None:
-        """Remember the loaded row's client and times; note whether record_activity() has anything to write."""
-        # A stored client is clean, so one equal to the raw client given needs no cleaning: the usual case. Otherwise
-        # it may still be the same client, stored unnormalised (an empty user agent, by the published package).
-        ip, user_agent = self._given_client
-        if conf.IP_ANONYMIZE:
-            # The same client is stored under its anonymised IP, never under the one given.
-            ip = self.ip
-        changed = stored != (ip, user_agent)
-        if changed:
-            stored = (clean_ip(stored[0]), clean_user_agent(stored[1]))
-            changed = stored != self.client
-        self._stored_client = stored
-        self._row_times = times
-        if self.tracks_client and self.session_key is not None:
-            interval = conf.ACTIVITY_INTERVAL
-            last = times[1]
-            self._stale = changed or (interval > 0 and (last is None or time.time() - last >= interval))
-            if changed:
-                self._client_change = (stored, self.client)
-
     def _from_row(self, row: Row | None) -> dict[str, Any]:
         """The application's data in a loaded row (or ``{}``, and no key, without one)."""
         if row is None:
@@ -152,7 +93,7 @@ class QSessionStoreMixin(_Base):
         pop_extras(data)
         last_activity = row.last_activity.timestamp() if row.last_activity is not None else None
         # The columns, not the payload, tell the row's client: record_activity() updates them alone.
-        self._note_row((row.ip, row.user_agent), (row.expire_date.timestamp(), last_activity))
+        self._remember_row((row.ip, row.user_agent), (row.expire_date.timestamp(), last_activity))
         return data
 
     def load(self) -> dict[str, Any]:
@@ -169,24 +110,6 @@ class QSessionStoreMixin(_Base):
         data = super().decode(session_data)
         return data if isinstance(data, dict) else {}
 
-    def _user_id(self, data: dict[str, Any]) -> Any:
-        """The signed-in user's primary key from ``auth.SESSION_KEY``, or ``None`` if there is none or it is bad."""
-        value = data.get(auth.SESSION_KEY)
-        if value is None:
-            return None
-        pk = auth.get_user_model()._meta.pk
-        try:
-            user_id = pk.to_python(value)
-            # An integer outside the column's range fails the write (SQLite, PostgreSQL) or is clamped (MySQL), and
-            # MySQL takes no 0 for an AutoField. Only that check, not get_db_prep_value(): for a UUID it asks MySQL
-            # for its version on a new connection, a query that an async caller must not make.
-            pk.run_validators(user_id)
-            if isinstance(pk, AutoFieldMixin):
-                connections[router.db_for_write(self.model)].ops.validate_autopk_value(user_id)
-        except (ValidationError, TypeError, ValueError):
-            return None
-        return user_id
-
     def _model_instance(self, session_key: str, data: dict[str, Any], expire_date: datetime) -> Session:
         ip, user_agent = self.client
         now = timezone.now()
@@ -194,7 +117,7 @@ class QSessionStoreMixin(_Base):
             session_key=session_key,
             session_data=self.encode(with_client(data, self.client)),
             expire_date=expire_date,
-            user_id=self._user_id(data),
+            user_id=payload.user_id(data, self.model),
             user_agent=user_agent,
             ip=ip,
             created_at=self._kept_created_at or now,
@@ -245,7 +168,7 @@ class QSessionStoreMixin(_Base):
             raise
         # The row now holds this request's client and activity.
         self._row_times = (obj.expire_date.timestamp(), obj.last_activity.timestamp())  # type: ignore[union-attr]
-        self._stale = False
+        self._activity_due = False
         return None
 
     def _update(self, obj: Session, using: str) -> bool:
@@ -316,73 +239,6 @@ class QSessionStoreMixin(_Base):
         rows = self.model._base_manager.using(router.db_for_read(self.model)).filter(pk=self.session_key)
         created_at: datetime | None = rows.values_list("created_at", flat=True).first()
         return created_at
-
-    def record_activity(self) -> None:
-        """Write the request's client and the time of this activity, if the loaded row is out of date on either.
-
-        The middleware calls it once the response is ready. It writes nothing if the session was saved (a save
-        records both), or was changed but not saved (Django skips saving on a server error). It never touches
-        ``expire_date`` or the session data: activity does not extend a session, and a request that only read its
-        session cannot overwrite what a concurrent request saved. Then, if a new client was recorded either way, it
-        sends ``session_client_changed``.
-        """
-        if self._stale and not self.modified:
-            self._stale = False
-            found = self._touch_row()
-            self._activity_recorded(found)
-            self._client_change = self._client_change if found else None
-        change = self._recorded_client_change()
-        if change is not None:
-            session_client_changed.send(sender=self.model, user_id=self._user_id(self._session), **change)
-
-    async def arecord_activity(self) -> None:
-        """The async twin of ``record_activity()``."""
-        if self._stale and not self.modified:
-            self._stale = False
-            found = await sync_to_async(self._touch_row)()
-            await self._aactivity_recorded(found)
-            self._client_change = self._client_change if found else None
-        change = self._recorded_client_change()
-        if change is not None:
-            # Not self._session: after a direct aload() it would load again, synchronously.
-            user_id = self._user_id(await self._aget_session())
-            await session_client_changed.asend(sender=self.model, user_id=user_id, **change)
-
-    def _recorded_client_change(self) -> dict[str, Any] | None:
-        """The arguments of ``session_client_changed`` but ``user_id``, once, if this request recorded a new client
-        in the row."""
-        change, self._client_change = self._client_change, None
-        # Still stale: the session was changed but not saved. No key: it was flushed.
-        if change is None or self._stale or self.session_key is None:
-            return None
-        from qsessions.models import make_public_id
-
-        (old_ip, old_user_agent), (ip, user_agent) = change
-        return {
-            "session_id": make_public_id(self.session_key),
-            "old_ip": old_ip,
-            "old_user_agent": old_user_agent,
-            "ip": ip,
-            "user_agent": user_agent,
-        }
-
-    def _touch_row(self) -> bool:
-        """One UPDATE of the client and ``last_activity``; ``False`` if the row is gone."""
-        now = timezone.now()
-        ip, user_agent = self.client
-        rows = self.model._base_manager.using(router.db_for_write(self.model)).filter(pk=self.session_key)
-        found: bool = rows.update(last_activity=now, ip=ip, user_agent=user_agent) == 1
-        self._row_times = (self._row_times[0], now.timestamp())
-        return found
-
-    def _activity_recorded(self, found: bool) -> None:
-        """What else a store keeps up to date once the row's activity is written (nothing, here).
-
-        ``found`` tells whether the row still exists.
-        """
-
-    async def _aactivity_recorded(self, found: bool) -> None:
-        """The async twin of ``_activity_recorded()``."""
 
     def delete(self, session_key: str | None = None) -> None:
         # Serves DBStore.delete: one DELETE, where Django's reads the row first.

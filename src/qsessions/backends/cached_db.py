@@ -67,7 +67,7 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
         if payload.is_seen(seen) and (last_activity is None or seen[0] > last_activity):
             # Activity recorded after the entry was written: the row holds its client and time now.
             last_activity, client = seen[0], (seen[1], seen[2])
-        self._note_row(client, (expires_at, last_activity))
+        self._remember_row(client, (expires_at, last_activity))
         return entry
 
     def _cache_entry_of(self, data: dict[str, Any], found: dict[str, Any], entry_key: str) -> None:

@@ -9,9 +9,17 @@ the application sees its own data only.
 from __future__ import annotations
 
 import math
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+from django.contrib import auth
+from django.core.exceptions import ValidationError
+from django.db import connections, router
+from django.db.models.fields import AutoFieldMixin
 
 from qsessions import IP_SESSION_KEY, USER_AGENT_SESSION_KEY
+
+if TYPE_CHECKING:
+    from qsessions.models import Session
 
 #: Where a cache entry keeps its row's expiry and last activity (POSIX timestamps).
 ROW_TIMES_KEY = "_qsessions_row"
@@ -62,3 +70,22 @@ def is_seen(value: object) -> TypeGuard[Seen]:
         and type(value[0]) is float
         and all(part is None or isinstance(part, str) for part in value[1:])
     )
+
+
+def user_id(data: dict[str, Any], model: type[Session]) -> Any:
+    """The signed-in user's primary key from ``auth.SESSION_KEY``, or ``None`` if there is none or it is bad."""
+    value = data.get(auth.SESSION_KEY)
+    if value is None:
+        return None
+    pk = auth.get_user_model()._meta.pk
+    try:
+        user_id = pk.to_python(value)
+        # An integer outside the column's range fails the write (SQLite, PostgreSQL) or is clamped (MySQL), and
+        # MySQL takes no 0 for an AutoField. Only that check, not get_db_prep_value(): for a UUID it asks MySQL
+        # for its version on a new connection, a query that an async caller must not make.
+        pk.run_validators(user_id)
+        if isinstance(pk, AutoFieldMixin):
+            connections[router.db_for_write(model)].ops.validate_autopk_value(user_id)
+    except (ValidationError, TypeError, ValueError):
+        return None
+    return user_id
