@@ -19,8 +19,8 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from qsessions import devices
 from qsessions.models import Session
+from qsessions.public_id import current_session_id
 from qsessions.revoke import revoke_other_sessions, revoke_session
-from qsessions.views import current_session_id, user_sessions
 
 View = Callable[..., HttpResponse]
 
@@ -67,7 +67,8 @@ def _session_json(session: Session, current_id: str | None) -> dict[str, Any]:
 def session_list(request: HttpRequest) -> HttpResponse:
     """``{"sessions": [...]}``: the user's live sessions, most recently active first, as the page lists them."""
     current_id = current_session_id(request)
-    return JsonResponse({"sessions": [_session_json(session, current_id) for session in user_sessions(request)]})
+    sessions = Session.objects.listed_for(request.user)
+    return JsonResponse({"sessions": [_session_json(session, current_id) for session in sessions]})
 
 
 @require_http_methods(["DELETE", "POST"])

@@ -10,12 +10,14 @@ from django.conf import settings
 from django.contrib.sessions.base_session import AbstractBaseSession, BaseSessionManager
 from django.db import models, router, transaction
 from django.utils import timezone
-from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 
 from qsessions import devices, geoip
 from qsessions.backends.payload import pop_extras
-from qsessions.backends.sql import delete_returning
+from qsessions.backends.sql import delete_returning, delete_rows
+
+# Documented as qsessions.models.make_public_id.
+from qsessions.public_id import make_public_id as make_public_id
 
 if TYPE_CHECKING:
     from django.contrib.sessions.backends.base import SessionBase
@@ -25,16 +27,6 @@ if TYPE_CHECKING:
 DELETE_BATCH_SIZE = 500
 #: About how many expired rows one DELETE of ``delete_expired()`` removes.
 EXPIRED_BATCH_SIZE = 10_000
-
-
-def make_public_id(session_key: str) -> str:
-    """A non-secret name for the session with this key, for pages, the API and signals.
-
-    A session key is a credential, so it never leaves the server; this keyed hash of it names the session instead.
-    It is stable for the key's life (a login gives the session a new key, hence a new id) and tells nothing of the
-    key without ``SECRET_KEY``.
-    """
-    return salted_hmac("qsessions.public_id", session_key, algorithm="sha256").hexdigest()[:20]
 
 
 def _cached_store() -> Any:
@@ -76,7 +68,7 @@ def delete_sessions(keys: list[str], using: str | None = None, store: Any = None
         rows = Session.objects.using(using).filter(pk__in=keys[start : start + DELETE_BATCH_SIZE]).order_by()
         returned = delete_returning(rows)
         if returned is None:
-            deleted += models.QuerySet.delete(rows)[0]
+            deleted += delete_rows(rows)
         else:
             deleted += len(returned[0])
             latest = max(filter(None, (latest, returned[1])), default=None)
@@ -98,6 +90,21 @@ class SessionQuerySet(models.QuerySet["Session"]):
         ended: SessionQuerySet = self.filter(expire_date__lte=timezone.now())
         return ended
 
+    def listed_for(self, user: Any) -> SessionQuerySet:
+        """The live sessions of ``user``, most recently active first, without their data: what the sessions page and
+        the API list.
+
+        Rows the published package wrote have no ``last_activity``: they come last, by their last save. The data is
+        left out because nothing there shows it, and it is the largest column.
+        """
+        listed: SessionQuerySet = (
+            self.active()
+            .filter(user_id=user.pk)
+            .order_by(models.F("last_activity").desc(nulls_last=True), "-updated_at")
+            .defer("session_data")
+        )
+        return listed
+
     def delete(self) -> tuple[int, dict[str, int]]:
         """Delete the rows and their cache entries without loading a single model instance.
 
@@ -106,7 +113,7 @@ class SessionQuerySet(models.QuerySet["Session"]):
         if self.query.is_sliced:
             raise TypeError("Cannot use 'limit' or 'offset' with delete().")
         rows = self._rows_to_delete()
-        deleted = models.QuerySet.delete(rows)[0] if _cached_store() is None else len(rows._delete_keys())
+        deleted = delete_rows(rows) if _cached_store() is None else len(rows._delete_keys())
         return deleted, {self.model._meta.label: deleted}
 
     def delete_keys(self) -> list[str]:
@@ -141,7 +148,7 @@ class SessionQuerySet(models.QuerySet["Session"]):
         deleted: list[str] = []
         while batch := list(rows[:DELETE_BATCH_SIZE]):
             keys = [key for key, _ in batch]
-            models.QuerySet.delete(self.model._base_manager.using(self.db).filter(pk__in=keys))
+            delete_rows(self.model._base_manager.using(self.db).filter(pk__in=keys))
             _forget_cached(keys, max(expire_date for _, expire_date in batch), self.db)
             deleted += keys
             if len(batch) < DELETE_BATCH_SIZE:
@@ -171,12 +178,12 @@ class SessionQuerySet(models.QuerySet["Session"]):
         # third of the table until statistics say otherwise, and scans all of it; given ``now`` as well, SQLite may
         # walk its index up to ``now``.
         if start is None:
-            return models.QuerySet.delete(rows.filter(expire_date__gte=oldest, expire_date__lt=now))[0]
-        deleted = models.QuerySet.delete(rows.filter(expire_date__gte=oldest, expire_date__lt=start))[0]
+            return delete_rows(rows.filter(expire_date__gte=oldest, expire_date__lt=now))
+        deleted = delete_rows(rows.filter(expire_date__gte=oldest, expire_date__lt=start))
         window = max(start - oldest, timedelta(seconds=1))
         while start < now:
             end = min(start + window, now)
-            batch = models.QuerySet.delete(rows.filter(expire_date__gte=start, expire_date__lt=end))[0]
+            batch = delete_rows(rows.filter(expire_date__gte=start, expire_date__lt=end))
             deleted += batch
             # Never more than double (a sparse window says little about the next one), never under a second.
             window = max(window * (min(2.0, EXPIRED_BATCH_SIZE / batch) if batch else 2.0), timedelta(seconds=1))

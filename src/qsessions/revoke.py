@@ -13,7 +13,8 @@ from django.contrib import auth
 from django.db.models import F
 from django.http import HttpRequest
 
-from qsessions.models import Session, SessionQuerySet, delete_sessions, make_public_id
+from qsessions.models import Session, SessionQuerySet, delete_sessions
+from qsessions.public_id import make_public_id
 from qsessions.signals import session_revoked
 
 
@@ -27,20 +28,20 @@ def revoke_session(user: Any, session_id: str, *, request: HttpRequest | None = 
     if key is None:
         return False
     delete_sessions([key])
-    _revoked(user, [key], "revoked", request)
+    _signal_revoked(user, [key], "revoked", request)
     return True
 
 
 def revoke_all_sessions(user: Any, *, request: HttpRequest | None = None, reason: str = "all") -> int:
     """End every session of ``user``; returns how many. The request's user, if it is one of them, is logged out."""
-    return _revoke(Session.objects.filter(user=user), user, reason, request)
+    return _delete_and_signal(Session.objects.filter(user=user), user, reason, request)
 
 
 def revoke_other_sessions(
     user: Any, current_session_key: str | None, *, request: HttpRequest | None = None, reason: str = "others"
 ) -> int:
     """End every session of ``user`` but the one with ``current_session_key``; returns how many."""
-    return _revoke(Session.objects.filter(user=user).exclude(pk=current_session_key), user, reason, request)
+    return _delete_and_signal(Session.objects.filter(user=user).exclude(pk=current_session_key), user, reason, request)
 
 
 def revoke_oldest_sessions(
@@ -55,17 +56,17 @@ def revoke_oldest_sessions(
     newest_first = others.order_by(F("created_at").desc(nulls_last=True), "-pk").values_list("pk", flat=True)
     # Evaluated here: MySQL/MariaDB reject a LIMIT inside an IN subquery.
     extra = list(newest_first[max(limit - 1, 0) :])
-    return _revoke(Session.objects.filter(pk__in=extra), user, "limit", request) if extra else 0
+    return _delete_and_signal(Session.objects.filter(pk__in=extra), user, "limit", request) if extra else 0
 
 
-def _revoke(sessions: SessionQuerySet, user: Any, reason: str, request: HttpRequest | None) -> int:
+def _delete_and_signal(sessions: SessionQuerySet, user: Any, reason: str, request: HttpRequest | None) -> int:
     keys = sessions.delete_keys()
     if keys:
-        _revoked(user, keys, reason, request)
+        _signal_revoked(user, keys, reason, request)
     return len(keys)
 
 
-def _revoked(user: Any, keys: list[str], reason: str, request: HttpRequest | None) -> None:
+def _signal_revoked(user: Any, keys: list[str], reason: str, request: HttpRequest | None) -> None:
     session_revoked.send(
         sender=Session, user=user, session_ids=[make_public_id(key) for key in keys], reason=reason, request=request
     )

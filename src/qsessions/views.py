@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -17,30 +16,9 @@ from django.utils.translation import gettext, ngettext
 from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
 from django.views.decorators.http import require_POST, require_safe
 
-from qsessions.models import Session, SessionQuerySet, make_public_id
+from qsessions.models import Session
+from qsessions.public_id import current_session_id
 from qsessions.revoke import revoke_other_sessions, revoke_session
-
-
-def user_sessions(request: HttpRequest) -> SessionQuerySet:
-    """The live sessions of the request's user, most recently active first, without their data.
-
-    Rows the published package wrote have no ``last_activity``: they come last, by their last save. The data is left
-    out because nothing here shows it, and it is the largest column.
-    """
-    # Annotated: the manager's queryset methods are Any to mypy (see SessionManager).
-    sessions: SessionQuerySet = (
-        Session.objects.active()
-        .filter(user_id=request.user.pk)
-        .order_by(F("last_activity").desc(nulls_last=True), "-updated_at")
-        .defer("session_data")
-    )
-    return sessions
-
-
-def current_session_id(request: HttpRequest) -> str | None:
-    """The ``public_id`` of the request's own session, or ``None`` if it has none yet."""
-    key = request.session.session_key
-    return None if key is None else make_public_id(key)
 
 
 @require_safe
@@ -51,7 +29,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
 
     ``ensure_csrf_cookie``: without ``CsrfViewMiddleware``, nothing else would set the cookie the forms' tokens match.
     """
-    sessions = list(user_sessions(request))
+    sessions = list(Session.objects.listed_for(request.user))
     current_id = current_session_id(request)
     context = {
         "sessions": sessions,

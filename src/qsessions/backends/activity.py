@@ -19,6 +19,7 @@ from qsessions.backends import payload
 from qsessions.backends.payload import Client, RowTimes
 from qsessions.client import anonymize_ip, clean_ip, clean_user_agent
 from qsessions.conf import conf
+from qsessions.public_id import make_public_id
 from qsessions.signals import session_client_changed
 
 if TYPE_CHECKING:
@@ -128,8 +129,6 @@ class ClientActivityMixin(_Base):
         # Still stale: the session was changed but not saved. No key: it was flushed.
         if change is None or self._activity_due or self.session_key is None:
             return None
-        from qsessions.models import make_public_id
-
         (old_ip, old_user_agent), (ip, user_agent) = change
         return {
             "session_id": make_public_id(self.session_key),

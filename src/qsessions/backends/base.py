@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from asgiref.sync import sync_to_async
 from django.contrib import auth
 from django.contrib.sessions.backends.base import CreateError, UpdateError
-from django.db import DatabaseError, IntegrityError, models, router, transaction
+from django.db import DatabaseError, IntegrityError, router, transaction
 from django.utils import timezone
 
 from qsessions.backends import payload
 from qsessions.backends.activity import ClientActivityMixin
 from qsessions.backends.payload import pop_extras, with_client
-from qsessions.backends.sql import Row, select_live_row
+from qsessions.backends.sql import Row, delete_rows, select_live_row
 
 if TYPE_CHECKING:
     from qsessions.models import Session
@@ -253,7 +253,7 @@ class QSessionStoreMixin(ClientActivityMixin):
             await sync_to_async(self._delete_row)(session_key)
 
     def _delete_row(self, session_key: str) -> None:
-        models.QuerySet.delete(self.model._base_manager.filter(pk=session_key))
+        delete_rows(self.model._base_manager.filter(pk=session_key))
 
     @classmethod
     def clear_expired(cls) -> None:

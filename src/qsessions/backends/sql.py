@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.conf import settings
-from django.db import connections, router
+from django.db import connections, models, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import DateTimeField
 from django.utils import timezone
@@ -78,6 +78,12 @@ def select_live_row(model: type[Session], session_key: str | None) -> Row | None
         row[4],
         None if created_at is None else convert(created_at),
     )
+
+
+def delete_rows(rows: QuerySet[Session]) -> int:
+    """One DELETE of these rows, and nothing else: past ``SessionQuerySet.delete()``, which also ends the sessions in
+    the cache. Returns the number of rows deleted."""
+    return models.QuerySet.delete(rows)[0]
 
 
 def delete_returning(rows: QuerySet[Session]) -> tuple[list[str], datetime | None] | None:
