@@ -2,7 +2,7 @@
 
 A setting read on every request (or every GeoIP lookup) is kept once read, and forgotten when Django's
 ``setting_changed`` signal says it changed (as ``override_settings`` and the ``settings`` fixture do): reading a
-setting that is not set costs an exception inside ``django.conf``, about a microsecond a request.
+setting that is not set raises and catches an exception inside ``django.conf``.
 """
 
 from __future__ import annotations

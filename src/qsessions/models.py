@@ -201,8 +201,8 @@ class SessionManager(BaseSessionManager.from_queryset(SessionQuerySet)):  # type
 class Session(AbstractBaseSession):
     """A session, with the user it belongs to and the client that last used it."""
 
-    # No index of its own: "qsessions_user_activity" starts with user_id and serves every lookup by user, and one
-    # index less to update made clearsessions a fifth faster.
+    # No index of its own: "qsessions_user_activity" starts with user_id and serves every lookup by user, and every
+    # row written or deleted updates one index less.
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, db_index=False)
     # NULL, not "", for "unknown": the column is nullable in the published schema, which this one keeps.
     user_agent = models.CharField(null=True, blank=True, max_length=300)  # noqa: DJ001
