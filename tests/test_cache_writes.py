@@ -33,15 +33,15 @@ def refusing(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[type[Wr
     settings.SESSION_CACHE_ALIAS = "refusing"
     settings.SESSION_ENGINE = "qsessions.backends.cached_db"
     monkeypatch.setattr(cache_guard, "RETRY_AFTER", 0.05)
-    WriteRefusingCache.refusing, WriteRefusingCache.refused = False, 0
+    WriteRefusingCache.failing, WriteRefusingCache.failed_calls = False, 0
     caches["refusing"].clear()
     yield WriteRefusingCache
-    WriteRefusingCache.refusing = False
+    WriteRefusingCache.failing = False
 
 
 def _back(refusing: type[WriteRefusingCache]) -> None:
     """The cache takes writes again, and the breaker is ready to try it."""
-    refusing.refusing = False
+    refusing.failing = False
     time.sleep(0.06)
 
 
@@ -60,12 +60,12 @@ def _refused_write_message() -> str:
 def test_a_miss_whose_entry_is_refused_serves_the_row(refusing, caplog):
     key = saved(SessionStore, cart=[1]).session_key
     caches["refusing"].delete(KEY_PREFIX + key)
-    refusing.refusing = True
+    refusing.failing = True
 
     store = SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3")
     assert store.load() == {"cart": [1]}
     assert store.session_key == key
-    assert refusing.refused == 1
+    assert refusing.failed_calls == 1
     assert _errors(caplog) == [_refused_write_message()]
     assert cache_guard.retry_at > 0
     assert _entry(key) is None
@@ -79,11 +79,11 @@ async def test_an_async_miss_whose_entry_is_refused_serves_the_row(refusing, cap
     await store.asave()
     key = store.session_key
     await caches["refusing"].adelete(KEY_PREFIX + key)
-    refusing.refusing = True
+    refusing.failing = True
 
     again = SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3")
     assert await again.aload() == {"cart": [1]}
-    assert refusing.refused == 1
+    assert refusing.failed_calls == 1
     assert _errors(caplog) == [_refused_write_message()]
     assert await caches["refusing"].aget(KEY_PREFIX + key) is None
 
@@ -91,7 +91,7 @@ async def test_an_async_miss_whose_entry_is_refused_serves_the_row(refusing, cap
 def test_a_refused_save_never_lets_the_older_entry_be_served(refusing, caplog):
     key = saved(SessionStore, cart=[1]).session_key
     assert _entry(key)["cart"] == [1]
-    refusing.refusing = True
+    refusing.failing = True
 
     store = SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3")
     store["cart"] = [1, 2]
@@ -115,7 +115,7 @@ async def test_a_refused_async_save_never_lets_the_older_entry_be_served(refusin
     await store.aset("cart", [1])
     await store.asave()
     key = store.session_key
-    refusing.refusing = True
+    refusing.failing = True
 
     writer = SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3")
     await writer.aset("cart", [1, 2])
@@ -132,7 +132,7 @@ async def test_a_refused_async_save_never_lets_the_older_entry_be_served(refusin
 def test_a_refused_activity_record_never_lets_the_old_client_be_served(refusing, caplog):
     key = saved(SessionStore).session_key
     assert _entry(key)[IP_SESSION_KEY] == "10.1.2.3"
-    refusing.refusing = True
+    refusing.failing = True
 
     elsewhere = SessionStore(key, user_agent=FIREFOX_LINUX, ip="10.9.9.9")
     elsewhere.load()
@@ -156,7 +156,7 @@ async def test_a_refused_async_activity_record_never_lets_the_old_client_be_serv
     await store.aset("a", 1)
     await store.asave()
     key = store.session_key
-    refusing.refusing = True
+    refusing.failing = True
 
     elsewhere = SessionStore(key, user_agent=FIREFOX_LINUX, ip="10.9.9.9")
     assert await elsewhere.aget("a") == 1
@@ -182,12 +182,12 @@ async def test_async_activity_of_a_deleted_session_writes_nothing_to_the_cache(r
     assert await elsewhere.aget("a") == 1
     await Session.objects.filter(pk=key).adelete()
     # Any write now would fail the test's count: the deletion wrote its tombstone, nothing else is due.
-    refusing.refusing = True
+    refusing.failing = True
 
     await elsewhere.arecord_activity()
-    assert refusing.refused == 0
+    assert refusing.failed_calls == 0
     assert not await Session.objects.filter(pk=key).aexists()
-    refusing.refusing = False
+    refusing.failing = False
     assert await SessionStore(key, user_agent=FIREFOX_LINUX, ip="10.9.9.9").aload() == {}
 
 
@@ -219,11 +219,11 @@ def test_a_revocation_in_a_transaction_whose_entry_deletes_are_refused_still_del
     # Three batches' worth of keys: after the first refused delete_many the rest are not tried.
     monkeypatch.setattr(cache_guard, "BATCH_SIZE", 2)
     keys = [saved(SessionStore, user=user).session_key for _ in range(5)]
-    refusing.refusing = True
+    refusing.failing = True
 
     assert revoke_all_sessions(user) == 5
     assert not Session.objects.filter(pk__in=keys).exists()
-    assert refusing.refused == 1
+    assert refusing.failed_calls == 1
     assert _errors(caplog) == [_refused_write_message()]
 
 

@@ -1,8 +1,9 @@
-"""Test caches: a local-memory cache that fails on demand, and the key function of the memcached runs."""
+"""Test caches: local-memory caches that fail on demand, and the key function of the memcached runs."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, default_key_func
 from django.core.cache.backends.locmem import LocMemCache
@@ -18,94 +19,54 @@ def recorded_key(key: str, key_prefix: str, version: int) -> str:
     return made
 
 
-class FlakyCache(LocMemCache):
-    """``LocMemCache`` whose every operation raises ``ConnectionError`` while ``FlakyCache.failing`` is set.
+#: What a session store reads, and what it writes, of a cache.
+READS = ("get", "get_many", "has_key")
+WRITES = ("add", "set", "set_many", "touch", "delete", "delete_many", "clear")
+
+
+def _failing(name: str) -> Callable[..., Any]:
+    def operation(self: FailingCache, *args: Any, **kwargs: Any) -> Any:
+        cache = type(self)
+        if cache.failing:
+            cache.failed_calls += 1
+            raise ConnectionError(cache.error)
+        return getattr(LocMemCache, name)(self, *args, **kwargs)
+
+    operation.__name__ = name
+    return operation
+
+
+class FailingCache(LocMemCache):
+    """``LocMemCache`` whose ``operations`` raise ``ConnectionError`` while the class's ``failing`` is set.
 
     The async operations are Django's defaults, which run these in a thread, so they fail alike.
     """
 
-    failing = False
+    operations: ClassVar[tuple[str, ...]] = ()
+    error: ClassVar[str] = ""
+    failing: ClassVar[bool] = False
     #: Operations attempted while failing, to tell that a store left the cache alone.
-    failed_calls = 0
+    failed_calls: ClassVar[int] = 0
 
-    def _check(self) -> None:
-        if FlakyCache.failing:
-            FlakyCache.failed_calls += 1
-            raise ConnectionError("the cache is down")
-
-    def add(self, *args: Any, **kwargs: Any) -> Any:
-        self._check()
-        return super().add(*args, **kwargs)
-
-    def get(self, *args: Any, **kwargs: Any) -> Any:
-        self._check()
-        return super().get(*args, **kwargs)
-
-    def get_many(self, *args: Any, **kwargs: Any) -> Any:
-        self._check()
-        return super().get_many(*args, **kwargs)
-
-    def set(self, *args: Any, **kwargs: Any) -> Any:
-        self._check()
-        return super().set(*args, **kwargs)
-
-    def set_many(self, *args: Any, **kwargs: Any) -> Any:
-        self._check()
-        return super().set_many(*args, **kwargs)
-
-    def touch(self, *args: Any, **kwargs: Any) -> Any:
-        self._check()
-        return super().touch(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> Any:
-        self._check()
-        return super().delete(*args, **kwargs)
-
-    def delete_many(self, *args: Any, **kwargs: Any) -> Any:
-        self._check()
-        return super().delete_many(*args, **kwargs)
-
-    def has_key(self, *args: Any, **kwargs: Any) -> Any:
-        self._check()
-        return super().has_key(*args, **kwargs)
-
-    def clear(self) -> None:
-        self._check()
-        super().clear()
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in cls.operations:
+            setattr(cls, name, _failing(name))
 
 
-class WriteRefusingCache(LocMemCache):
-    """``LocMemCache`` that reads, but whose writes raise while ``WriteRefusingCache.refusing`` is set: a cache
-    that is full, read-only, or fails a value it will not take, after the read of the same request worked."""
+class FlakyCache(FailingCache):
+    """A cache that is down: every operation fails."""
 
-    refusing = False
-    #: Writes attempted while refusing.
-    refused = 0
+    operations = READS + WRITES
+    error = "the cache is down"
 
-    def _check(self) -> None:
-        if WriteRefusingCache.refusing:
-            WriteRefusingCache.refused += 1
-            raise ConnectionError("the cache takes no writes")
 
-    def add(self, *args: Any, **kwargs: Any) -> Any:
-        self._check()
-        return super().add(*args, **kwargs)
+class WriteRefusingCache(FailingCache):
+    """A cache that reads, but takes no writes: full, read-only, or failing a value it will not take, after the read
+    of the same request worked."""
 
-    def set(self, *args: Any, **kwargs: Any) -> Any:
-        self._check()
-        return super().set(*args, **kwargs)
-
-    def set_many(self, *args: Any, **kwargs: Any) -> Any:
-        self._check()
-        return super().set_many(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> Any:
-        self._check()
-        return super().delete(*args, **kwargs)
-
-    def delete_many(self, *args: Any, **kwargs: Any) -> Any:
-        self._check()
-        return super().delete_many(*args, **kwargs)
+    operations = WRITES
+    error = "the cache takes no writes"
 
 
 class KeyRefusingCache(LocMemCache):
