@@ -1,4 +1,5 @@
-"""Server processes on loopback ports for the benchmarks that go through real servers (e2e.py, load.py)."""
+"""Server processes on loopback ports, for the benchmarks that go through real servers (e2e.py, load.py) and for the
+tests that do (tests/test_asgi_server.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 class Server:
@@ -25,14 +27,46 @@ class Server:
     so that ``stop()`` can kill its workers too if it does not stop by itself.
     """
 
-    def __init__(self, name: str, port: int, command: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, name: str, port: int, command: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
+    ) -> None:
         self.name = name
         self.port = port
         self.log = log
         with log.open("ab") as output:
             self.process = subprocess.Popen(
-                command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+                command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
             )
+
+    @classmethod
+    def listening(
+        cls, name: str, command: Callable[[int], list[str]], env: dict[str, str], log: Path, cwd: Path | None = None
+    ) -> Server:
+        """``command(port)`` started on a free port, once it accepts connections.
+
+        Another process may take the port between our look and the server's bind: the server then exits, and it is
+        started again on another port, up to three times.
+        """
+        for _attempt in range(3):
+            port = free_port()
+            server = cls(name, port, command(port), env, log, cwd)
+            if server.wait_listening(timeout=30):
+                return server
+            server.stop()
+        raise RuntimeError(f"{name} did not start:\n{server.log_tail()}")
+
+    def wait_listening(self, timeout: float) -> bool:
+        """Whether the server accepts connections within ``timeout`` seconds (``False`` once it exited)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return True
+            except OSError:
+                time.sleep(0.05)
+        return False
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
