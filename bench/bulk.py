@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
-import importlib.util
 import json
 import os
 import secrets
@@ -34,6 +33,8 @@ from datetime import timedelta
 from importlib import import_module
 from pathlib import Path
 from typing import Any
+
+import _django
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = "2.1.0"
@@ -53,92 +54,6 @@ SURVIVORS = 200
 ANDROID_MODELS = ("K", "SM-S918B", "Pixel 8", "moto g(60)", "M2101K6G")
 
 Sample = dict[str, float]
-
-
-def configure(db: str, cache_backend: str, name: str, geoip_path: str | None) -> None:
-    from django.conf import settings
-
-    databases = {
-        "sqlite": {"ENGINE": "django.db.backends.sqlite3", "NAME": "bench.sqlite3", "TEST": {"NAME": None}},
-        "postgresql": {"ENGINE": "django.db.backends.postgresql", "NAME": name, "USER": "postgres"},
-        "mariadb": {
-            "ENGINE": "django.db.backends.mysql",
-            "NAME": name,
-            "USER": "root",
-            "OPTIONS": {"charset": "utf8mb4"},
-            "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
-        },
-    }
-    database = databases[db]
-    if db != "sqlite":
-        # Its own name, never a test suite's ``test_*`` one: the tests may be running.
-        database.update(HOST="127.0.0.1", TEST={**database.get("TEST", {}), "NAME": name})
-    caches = {
-        # Local memory keeps 300 entries by default, far fewer than a scenario puts in it.
-        "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "OPTIONS": {"MAX_ENTRIES": 10**7}},
-        "redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:6379/13"},
-    }
-    settings.configure(
-        SECRET_KEY="bench",
-        DEBUG=False,
-        USE_TZ=True,
-        DATABASES={"default": database},
-        CACHES={"default": caches[cache_backend]},
-        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions", "qsessions"],
-        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
-        GEOIP_PATH=geoip_path,
-    )
-
-
-class Counter:
-    """SQL statements (through an execute wrapper) and cache round-trips (through the cache's methods).
-
-    A call made inside a counted one is not counted again: local memory's ``delete_many`` calls ``delete`` per key.
-    Our ``cached_db`` ends a batch of sessions on Redis with one script call, past the cache's methods: that call is
-    counted too.
-    """
-
-    CACHE_METHODS = ("get", "set", "add", "delete", "get_many", "set_many", "delete_many", "has_key", "touch")
-
-    def __init__(self) -> None:
-        from django.core.cache import caches
-        from django.core.cache.backends.redis import RedisCache
-        from django.db import connection
-
-        self.sql = 0
-        self.cache = 0
-        self._depth = 0
-        connection.execute_wrappers.append(self._count_sql)
-        cache = caches["default"]
-        for name in self.CACHE_METHODS:
-            setattr(cache, name, self._counting(getattr(cache, name)))
-        # One script call on Redis, where the set_many() and delete_many() of other caches are counted as they go.
-        # The published package, run in a child process under the same import name, has no such module.
-        if isinstance(cache, RedisCache) and importlib.util.find_spec("qsessions.backends.tombstones"):
-            tombstones = import_module("qsessions.backends.tombstones")
-            tombstones._end = self._counting(tombstones._end)
-
-    def _count_sql(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
-        self.sql += 1
-        return execute(sql, params, many, context)
-
-    def _counting(self, method: Callable[..., Any]) -> Callable[..., Any]:
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.cache += self._depth == 0
-            self._depth += 1
-            try:
-                return method(*args, **kwargs)
-            finally:
-                self._depth -= 1
-
-        return counted
-
-    def timed(self, operation: Callable[[], Any]) -> Sample:
-        gc.collect()
-        self.sql = self.cache = 0
-        started = time.perf_counter()
-        operation()
-        return {"ms": (time.perf_counter() - started) * 1000, "sql": self.sql, "cache": self.cache}
 
 
 def _user_agent(index: int) -> str:
@@ -253,7 +168,7 @@ def _empty_user_agent_cache() -> None:
     ua_parser.parser = ua_parser.Parser(ua_parser.CachingResolver(_user_agent_resolver(), ua_parser.Cache(2000)))
 
 
-def scenario_list(store_class: Any, options: argparse.Namespace, counter: Counter) -> list[Sample]:
+def scenario_list(store_class: Any, options: argparse.Namespace, counter: _django.Counter) -> list[Sample]:
     from django.utils import timezone
 
     user, _ = _users()
@@ -286,7 +201,7 @@ def scenario_list(store_class: Any, options: argparse.Namespace, counter: Counte
     return samples
 
 
-def scenario_revoke(store_class: Any, options: argparse.Namespace, counter: Counter) -> list[Sample]:
+def scenario_revoke(store_class: Any, options: argparse.Namespace, counter: _django.Counter) -> list[Sample]:
     from django.core.cache import caches
 
     user, other = _users()
@@ -307,7 +222,7 @@ def scenario_revoke(store_class: Any, options: argparse.Namespace, counter: Coun
     return [sample]
 
 
-def scenario_clearsessions(store_class: Any, options: argparse.Namespace, counter: Counter) -> list[Sample]:
+def scenario_clearsessions(store_class: Any, options: argparse.Namespace, counter: _django.Counter) -> list[Sample]:
     from django.core.cache import caches
     from django.core.management import call_command
     from django.utils import timezone
@@ -363,7 +278,7 @@ SCENARIOS: dict[str, tuple[Callable[..., list[Sample]], list[str], str]] = {
 Results = dict[str, dict[str, list[Sample]]]
 
 
-def run_round(round_index: int, published: bool, options: argparse.Namespace, counter: Counter) -> Results:
+def run_round(round_index: int, published: bool, options: argparse.Namespace, counter: _django.Counter) -> Results:
     """One round of every scenario, on the published engines or on the others."""
     from django.test import override_settings
 
@@ -458,7 +373,7 @@ def main() -> None:
             write_city(Path(geoip_path))
         # A name of this process's own: two runs on one server never share a database.
         name = f"qsessions_bench{'_published' if published else ''}_{os.getpid()}"
-        configure(options.db, options.cache, name, geoip_path)
+        _django.configure(options.db, options.cache, None if options.db == "sqlite" else name, GEOIP_PATH=geoip_path)
         import django
 
         django.setup()
@@ -474,7 +389,7 @@ def main() -> None:
         caches["default"].clear()
         for username in ("bench", "other"):
             get_user_model().objects.create_user(username, password=username)
-        counter = Counter()
+        counter = _django.Counter()
         try:
             if published:
                 print(json.dumps(run_round(options.round, True, options, counter)))

@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import _django
 from _servers import Server, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
@@ -49,50 +50,15 @@ ENV_ENGINE, ENV_DB, ENV_CACHE, ENV_DB_NAME = (f"QSESSIONS_E2E_{name}" for name i
 
 
 def configure(db: str, cache: str, engine: str, db_name: str | None = None) -> None:
-    from django.conf import settings
-
-    databases = {
-        "sqlite": {"ENGINE": "django.db.backends.sqlite3", "NAME": "bench.sqlite3"},
-        "postgresql": {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": f"qsessions_bench_{os.getpid()}",
-            "USER": "postgres",
-            "HOST": "127.0.0.1",
-        },
-        "mariadb": {
-            "ENGINE": "django.db.backends.mysql",
-            "NAME": f"qsessions_bench_{os.getpid()}",
-            "USER": "root",
-            "HOST": "127.0.0.1",
-            "OPTIONS": {"charset": "utf8mb4"},
-        },
-    }
-    database = {**databases[db], "CONN_MAX_AGE": 60}
-    if db_name is not None:
-        database.update(NAME=db_name, TEST={"NAME": db_name})
-    caches = {
-        "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-        "redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:6379/13"},
-    }
     session_engine, session_middleware = ENGINES[engine]
-    settings.configure(
-        SECRET_KEY="bench",
-        DEBUG=False,
-        USE_TZ=True,
-        ALLOWED_HOSTS=["*"],
-        ROOT_URLCONF=__name__,
-        DATABASES={"default": database},
-        CACHES={"default": caches[cache]},
-        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions", "qsessions"],
-        MIDDLEWARE=[
-            session_middleware,
-            "django.middleware.common.CommonMiddleware",
-            "django.middleware.csrf.CsrfViewMiddleware",
-            "django.contrib.auth.middleware.AuthenticationMiddleware",
-        ],
-        SESSION_ENGINE=session_engine,
-        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
-        SILENCED_SYSTEM_CHECKS=["qsessions.W001"],
+    middleware = [
+        session_middleware,
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+    ]
+    _django.configure(
+        db, cache, db_name, conn_max_age=60, ROOT_URLCONF=__name__, MIDDLEWARE=middleware, SESSION_ENGINE=session_engine
     )
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import platform
 import statistics
 import sys
@@ -22,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import _django
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
@@ -38,40 +39,7 @@ USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/1
 
 
 def configure(db: str, cache: str) -> None:
-    from django.conf import settings
-
-    databases = {
-        "sqlite": {"ENGINE": "django.db.backends.sqlite3", "NAME": "bench.sqlite3", "TEST": {"NAME": None}},
-        "postgresql": {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": f"qsessions_bench_{os.getpid()}",
-            "USER": "postgres",
-            "HOST": "127.0.0.1",
-        },
-        "mariadb": {
-            "ENGINE": "django.db.backends.mysql",
-            "NAME": f"qsessions_bench_{os.getpid()}",
-            "USER": "root",
-            "HOST": "127.0.0.1",
-            "OPTIONS": {"charset": "utf8mb4"},
-        },
-    }
-    caches = {
-        "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-        "redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:6379/13"},
-    }
-    settings.configure(
-        SECRET_KEY="bench",
-        DEBUG=False,
-        USE_TZ=True,
-        ALLOWED_HOSTS=["*"],
-        ROOT_URLCONF=__name__,
-        DATABASES={"default": databases[db]},
-        CACHES={"default": caches[cache]},
-        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions", "qsessions"],
-        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
-        SILENCED_SYSTEM_CHECKS=["qsessions.W001"],
-    )
+    _django.configure(db, cache, ROOT_URLCONF=__name__)
 
 
 # Views: what a page does with its session in each scenario.
@@ -114,40 +82,6 @@ def _urls() -> list[Any]:
         path("write/", write),
         path("login/", csrf_exempt(login_view)),
     ]
-
-
-class Counter:
-    """SQL statements (through an execute wrapper) and cache round-trips (through the cache's methods)."""
-
-    CACHE_METHODS = ("get", "set", "add", "delete", "get_many", "set_many", "delete_many", "has_key", "touch")
-
-    def __init__(self) -> None:
-        from django.core.cache import caches
-        from django.db import connection
-
-        self.sql = 0
-        self.cache = 0
-        self._depth = 0
-        connection.execute_wrappers.append(self._count_sql)
-        cache = caches["default"]
-        for name in self.CACHE_METHODS:
-            setattr(cache, name, self._counting(getattr(cache, name)))
-
-    def _count_sql(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
-        self.sql += 1
-        return execute(sql, params, many, context)
-
-    def _counting(self, method: Callable[..., Any]) -> Callable[..., Any]:
-        # Only calls from outside the cache: some caches' get_many() is a get() per key, in one round trip or none.
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.cache += self._depth == 0
-            self._depth += 1
-            try:
-                return method(*args, **kwargs)
-            finally:
-                self._depth -= 1
-
-        return counted
 
 
 def make_client(engine: str) -> Any:
@@ -247,7 +181,7 @@ def main() -> None:
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     caches["default"].clear()
     get_user_model().objects.create_user("bench", password="bench")
-    counter = Counter()
+    counter = _django.Counter()
 
     print(f"database={options.db} cache={options.cache} rounds={options.rounds} requests={options.requests}")
     print(f"{'scenario':40} {'engine':20} {'median µs':>10} {'ratio':>7} {'SQL/req':>8} {'cache/req':>9}")
