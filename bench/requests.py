@@ -1,21 +1,30 @@
 """Requests through Django's handler and middleware stack, for Django's session engines and ours, side by side.
 
     .venv/bin/python bench/requests.py [--db sqlite|postgresql|mariadb] [--cache locmem|redis] [--rounds 20]
-        [--requests 100] [--json PATH]
+        [--requests 100] [--json PATH] [--instructions] [--only TEXT]
 
 The engines take turns within each round (in an order that rotates), so drift on the machine hits all of them alike.
 For each scenario it prints the median time per request, its ratio to Django's engine of the same kind (``db`` or
 ``cached_db``), and the SQL statements and cache round-trips one request costs. ``--json PATH`` also writes those
 figures to a file, for ``docs/chart.py``.
+
+``--instructions`` counts CPU instructions per request instead of timing them, with valgrind's callgrind: the same
+count on every run, whatever else the machine does. Each engine and scenario runs in a child process under
+callgrind, which counts only inside the ``--requests`` requests made after 20 unmeasured ones (they run inside a
+ctypes callback, and callgrind collects inside libffi's closure function alone).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import json
+import os
 import platform
+import re
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -158,6 +167,48 @@ SCENARIOS = {
 }
 
 
+WARM_UP = 20
+
+
+def count_instructions(options: argparse.Namespace) -> None:
+    """Instructions per request of each engine in each scenario, counted by callgrind in child processes."""
+    print(f"database={options.db} cache={options.cache} requests={options.requests}, instructions per request")
+    print(f"{'scenario':40} {'engine':20} {'instructions':>12} {'ratio':>7}")
+    for scenario_index, title in enumerate(SCENARIOS):
+        if options.only not in title:
+            continue
+        counts: dict[str, float] = {}
+        for engine_index, engine in enumerate(ENGINES):
+            command = [
+                "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", "--collect-atstart=no",
+                "--toggle-collect=*closure_fcn*", sys.executable, __file__, "--db", options.db, "--cache",
+                options.cache, "--requests", str(options.requests), "--count", str(engine_index), str(scenario_index),
+            ]  # fmt: skip
+            done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+            collected = re.search(r"Collected : (\d+)", done.stderr)
+            if done.returncode != 0 or collected is None:
+                raise RuntimeError(f"{engine}, {title}: callgrind failed\n{done.stderr[-3000:]}")
+            counts[engine] = int(collected.group(1)) / options.requests
+            ratio = counts[engine] / counts.get(f"django {engine.split()[1]}", counts[engine])
+            print(f"{title:40} {engine:20} {counts[engine]:12,.0f} {ratio:7.3f}", flush=True)
+
+
+def run_counted(options: argparse.Namespace) -> None:
+    """In a child under callgrind: ``--requests`` requests of one engine and scenario, inside a ctypes callback."""
+    engine, scenario = list(ENGINES)[options.count[0]], list(SCENARIOS.values())[options.count[1]]
+    one = scenario(engine)
+    for index in range(WARM_UP):
+        one(index)
+
+    def measured() -> None:
+        for index in range(WARM_UP, WARM_UP + options.requests):
+            one(index)
+
+    gc.collect()
+    gc.disable()
+    ctypes.CFUNCTYPE(None)(measured)()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql", "mariadb"], default="sqlite")
@@ -165,7 +216,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--requests", type=int, default=100, help="requests per engine, scenario and round")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results to this file as JSON")
+    parser.add_argument("--instructions", action="store_true", help="count instructions per request (callgrind)")
+    parser.add_argument("--only", default="", metavar="TEXT", help="only the scenarios whose title contains TEXT")
+    parser.add_argument("--count", type=int, nargs=2, help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if options.instructions:
+        count_instructions(options)
+        return
 
     configure(options.db, options.cache)
     import django
@@ -181,6 +238,10 @@ def main() -> None:
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     caches["default"].clear()
     get_user_model().objects.create_user("bench", password="bench")
+    if options.count:
+        run_counted(options)
+        connection.creation.destroy_test_db(connection.settings_dict["NAME"], verbosity=0)
+        return
     counter = _django.Counter()
 
     print(f"database={options.db} cache={options.cache} rounds={options.rounds} requests={options.requests}")
@@ -188,6 +249,8 @@ def main() -> None:
     engines = list(ENGINES)
     results: list[dict[str, Any]] = []
     for title, scenario in SCENARIOS.items():
+        if options.only not in title:
+            continue
         times: dict[str, list[float]] = {engine: [] for engine in engines}
         sql: dict[str, int] = dict.fromkeys(engines, 0)
         cache_ops: dict[str, int] = dict.fromkeys(engines, 0)

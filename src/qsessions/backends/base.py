@@ -14,13 +14,10 @@ from django.utils import timezone
 from qsessions.backends import payload
 from qsessions.backends.activity import ClientActivityMixin
 from qsessions.backends.payload import pop_extras, with_client
-from qsessions.backends.sql import Row, delete_rows, select_live_row
+from qsessions.backends.sql import Row, delete_rows, select_live_row, update_row
 
 if TYPE_CHECKING:
     from qsessions.models import Session
-
-#: Columns an UPDATE writes: ``created_at`` is written once, by the INSERT, and never read back first.
-_UPDATE_FIELDS = ("session_data", "expire_date", "user_id", "user_agent", "ip", "last_activity")
 
 
 class QSessionStoreMixin(ClientActivityMixin):
@@ -154,10 +151,10 @@ class QSessionStoreMixin(ClientActivityMixin):
                 # A savepoint, so that a failed foreign key (MySQL checks it at once) leaves the outer transaction
                 # usable for the retry without the user. Outside one, the UPDATE is its own transaction.
                 with transaction.atomic(using=using):
-                    updated = self._update(obj, using)
+                    updated = update_row(obj, using)
                 if not updated:
                     raise UpdateError
-            elif not self._update(obj, using):
+            elif not update_row(obj, using):
                 raise UpdateError
         except DatabaseError as error:
             if obj.user_id is not None and not self._user_exists(obj.user_id, using):
@@ -170,13 +167,6 @@ class QSessionStoreMixin(ClientActivityMixin):
         self._row_times = (obj.expire_date.timestamp(), obj.last_activity.timestamp())  # type: ignore[union-attr]
         self._activity_due = False
         return None
-
-    def _update(self, obj: Session, using: str) -> bool:
-        """One UPDATE statement, without a transaction of its own: a vanished row is 0 rows, not an error."""
-        fields = {name: getattr(obj, name) for name in _UPDATE_FIELDS}
-        fields["updated_at"] = obj.last_activity
-        updated: int = self.model._base_manager.using(using).filter(pk=obj.pk).update(**fields)
-        return updated == 1
 
     def _user_exists(self, user_id: Any, using: str) -> bool:
         """Whether the user can be written: a value the database refuses to compare (MariaDB's UUID type rejects

@@ -1,5 +1,5 @@
 """The SQL of the measured paths, written out where the ORM would cost more than the statement: the SELECT of a load,
-and the ``DELETE … RETURNING`` of a revocation."""
+the UPDATE of a save, and the ``DELETE … RETURNING`` of a revocation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from django.conf import settings
 from django.db import connections, models, router
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import DateTimeField
+from django.db.models import DateTimeField, Field
+from django.db.models.expressions import Col
 from django.utils import timezone
 
 if TYPE_CHECKING:
@@ -33,10 +34,14 @@ class Row(NamedTuple):
 #: The SELECT of a load per ``(alias, vendor)``: compiled once, as building it through the ORM on every request cost
 #: more than running it.
 _load_sql: dict[tuple[str, str], str] = {}
+#: Columns an UPDATE writes, in this order, then ``updated_at``: ``created_at`` is written once, by the INSERT.
+UPDATE_FIELDS = ("session_data", "expire_date", "user", "user_agent", "ip", "last_activity", "updated_at")
+#: The UPDATE of a save per ``(alias, vendor)``, compiled once as the SELECT is.
+_update_sql: dict[tuple[str, str], str] = {}
 
 
-def datetime_converter(connection: BaseDatabaseWrapper, model: type[Session]) -> Callable[[Any], datetime]:
-    """Turns a datetime column's value as the driver returns it into the datetime the ORM would give.
+def _datetime_converters(connection: BaseDatabaseWrapper, model: type[Session]) -> tuple[list[Any], Col]:
+    """The converters of a datetime column, and the column they expect.
 
     Every datetime column of the table is a ``DateTimeField``, so ``expire_date``'s converters fit them all: they
     parse SQLite's text and make the value aware (or leave it naive) as ``USE_TZ`` says.
@@ -44,7 +49,12 @@ def datetime_converter(connection: BaseDatabaseWrapper, model: type[Session]) ->
     field = model._meta.get_field("expire_date")
     assert isinstance(field, DateTimeField)
     column = field.get_col(model._meta.db_table)
-    converters = [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]
+    return [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)], column
+
+
+def datetime_converter(connection: BaseDatabaseWrapper, model: type[Session]) -> Callable[[Any], datetime]:
+    """Turns a datetime column's value as the driver returns it into the datetime the ORM would give."""
+    converters, column = _datetime_converters(connection, model)
 
     def convert(value: Any) -> datetime:
         for converter in converters:
@@ -68,16 +78,42 @@ def select_live_row(model: type[Session], session_key: str | None) -> Row | None
         row = cursor.fetchone()
     if row is None:
         return None
-    convert = datetime_converter(connection, model)
-    last_activity, created_at = row[2], row[5]
-    return Row(
-        row[0],
-        convert(row[1]),
-        None if last_activity is None else convert(last_activity),
-        row[3],
-        row[4],
-        None if created_at is None else convert(created_at),
-    )
+    # The converters inline, not through datetime_converter(): this runs on every request.
+    converters, column = _datetime_converters(connection, model)
+    expire_date, last_activity, created_at = row[1], row[2], row[5]
+    for convert in converters:
+        expire_date = convert(expire_date, column, connection)
+        if last_activity is not None:
+            last_activity = convert(last_activity, column, connection)
+        if created_at is not None:
+            created_at = convert(created_at, column, connection)
+    return Row(row[0], expire_date, last_activity, row[3], row[4], created_at)
+
+
+def update_row(row: Session, using: str) -> bool:
+    """One UPDATE of ``row``'s columns but ``created_at`` (``updated_at`` takes ``last_activity``), in no transaction
+    of its own; whether the row was there. Each value is prepared by its field, as the ORM's UPDATE prepares it."""
+    connection = connections[using]
+    model = type(row)
+    fields = [_concrete(model, name) for name in UPDATE_FIELDS]
+    sql = _update_sql.get((connection.alias, connection.vendor))
+    if sql is None:
+        quote = connection.ops.quote_name
+        # A concrete field always has a column; django-stubs types it as optional.
+        assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)  # type: ignore[arg-type]
+        sql = f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {quote(model._meta.pk.column)} = %s"
+        _update_sql[connection.alias, connection.vendor] = sql
+    params = [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields[:-1]]
+    params.append(fields[-1].get_db_prep_save(row.last_activity, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, row.pk])
+        return bool(cursor.rowcount == 1)
+
+
+def _concrete(model: type[Session], name: str) -> Field[Any, Any]:
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field)
+    return field
 
 
 def delete_rows(rows: QuerySet[Session]) -> int:
