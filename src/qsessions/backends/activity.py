@@ -44,15 +44,16 @@ else:
 
 
 class ClientActivityMixin(_Base):
-    """Tracks the session's client and activity; its state is set by ``QSessionStoreMixin.__init__``."""
+    """Tracks the session's client and activity; ``QSessionStoreMixin``'s docstring says what each piece of state is.
+    The class holds the defaults; a store sets its own as a load or a write changes them."""
 
     model: type[Session]
     tracks_client: bool
     _given_client: Client
-    _stored_client: Client
-    _row_times: RowTimes
-    _activity_due: bool
-    _client_change: tuple[Client, Client] | None
+    _stored_client: Client = (None, None)
+    _row_times: RowTimes = (None, None)
+    _activity_due: bool = False
+    _client_change: tuple[Client, Client] | None = None
 
     @cached_property
     def ip(self) -> str | None:
