@@ -1,20 +1,20 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime, timedelta
-from functools import cached_property, partial
+from datetime import timedelta
+from functools import cached_property
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.contrib.sessions.base_session import AbstractBaseSession, BaseSessionManager
-from django.db import models, router, transaction
+from django.db import models, router
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from qsessions import devices, geoip
 from qsessions.backends.payload import pop_extras
 from qsessions.backends.sql import delete_returning, delete_rows
+from qsessions.backends.tombstones import caching_store, forget
 
 # Documented as qsessions.models.make_public_id.
 from qsessions.public_id import make_public_id as make_public_id
@@ -27,30 +27,6 @@ if TYPE_CHECKING:
 DELETE_BATCH_SIZE = 500
 #: About how many expired rows one DELETE of ``delete_expired()`` removes.
 EXPIRED_BATCH_SIZE = 10_000
-
-
-def _cached_store() -> Any:
-    """The configured engine's store class if it caches sessions (``cached_db``), else ``None``."""
-    store = Session.get_session_store_class()
-    return store if getattr(store, "caches_sessions", False) else None
-
-
-def _forget_cached(keys: Sequence[str], latest: datetime | None, using: str, store: Any = None) -> None:
-    """Mark these sessions (rows deleted; ``latest``: the latest of their expiry dates) gone in the cache, on cached_db.
-
-    With autocommit the tombstones are written at once. Inside a transaction the rows are gone for other connections
-    only once it commits, and a rollback brings them back: the entries are deleted now (as harmless as a cache miss)
-    and the tombstones written when the transaction commits, which is when the sessions end. ``store`` is the
-    caching store class to use instead of the configured engine's.
-    """
-    store = store or _cached_store()
-    if store is None:
-        return
-    if transaction.get_connection(using).in_atomic_block:
-        store.delete_entries(keys)
-        transaction.on_commit(partial(store.write_tombstones, keys, latest), using=using)
-    else:
-        store.write_tombstones(keys, latest)
 
 
 def delete_sessions(keys: list[str], using: str | None = None, store: Any = None) -> int:
@@ -72,7 +48,7 @@ def delete_sessions(keys: list[str], using: str | None = None, store: Any = None
         else:
             deleted += len(returned[0])
             latest = max(filter(None, (latest, returned[1])), default=None)
-    _forget_cached(keys, latest, using, store)
+    forget(keys, latest, using, store)
     return deleted
 
 
@@ -113,7 +89,7 @@ class SessionQuerySet(models.QuerySet["Session"]):
         if self.query.is_sliced:
             raise TypeError("Cannot use 'limit' or 'offset' with delete().")
         rows = self._rows_to_delete()
-        deleted = delete_rows(rows) if _cached_store() is None else len(rows._delete_keys())
+        deleted = delete_rows(rows) if caching_store() is None else len(rows._delete_keys())
         return deleted, {self.model._meta.label: deleted}
 
     def delete_keys(self) -> list[str]:
@@ -121,7 +97,7 @@ class SessionQuerySet(models.QuerySet["Session"]):
 
         The keys come back from a ``DELETE … RETURNING`` where the database has one (PostgreSQL, SQLite 3.35+,
         MariaDB 10.5+), with their expiry dates; elsewhere a batch of keys at a time is one SELECT and one DELETE.
-        Then, on ``cached_db``, one cache ``set_many`` of tombstones per batch of keys (see ``_forget_cached()``).
+        Then, on ``cached_db``, one cache ``set_many`` of tombstones per batch of keys (see ``forget()``).
         """
         if self.query.is_sliced:
             raise TypeError("Cannot use 'limit' or 'offset' with delete_keys().")
@@ -140,7 +116,7 @@ class SessionQuerySet(models.QuerySet["Session"]):
         if returned is None:
             return self._delete_in_batches()
         keys, latest = returned
-        _forget_cached(keys, latest, self.db)
+        forget(keys, latest, self.db)
         return keys
 
     def _delete_in_batches(self) -> list[str]:
@@ -149,7 +125,7 @@ class SessionQuerySet(models.QuerySet["Session"]):
         while batch := list(rows[:DELETE_BATCH_SIZE]):
             keys = [key for key, _ in batch]
             delete_rows(self.model._base_manager.using(self.db).filter(pk__in=keys))
-            _forget_cached(keys, max(expire_date for _, expire_date in batch), self.db)
+            forget(keys, max(expire_date for _, expire_date in batch), self.db)
             deleted += keys
             if len(batch) < DELETE_BATCH_SIZE:
                 break

@@ -13,10 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
+from importlib import import_module
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import BaseCache
 from django.core.cache.backends.redis import RedisCache
+from django.db import transaction
 
 from qsessions.backends import cache_guard
 
@@ -36,6 +40,30 @@ END_SCRIPT = (
 
 #: Set once this process's Redis refused ``END_SCRIPT`` (scripting disabled, or forbidden by an ACL).
 _scripts_refused = False
+
+
+def caching_store() -> Any:
+    """The configured engine's store class if it caches sessions (``cached_db``), else ``None``."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    return store if getattr(store, "caches_sessions", False) else None
+
+
+def forget(keys: Sequence[str], latest: datetime | None, using: str, store: Any = None) -> None:
+    """End these sessions (their rows deleted; ``latest``: the latest of their expiry dates) in the cache, if the
+    engine caches them; ``store``: the caching store class to use instead of the configured engine's.
+
+    With autocommit the tombstones are written at once. Inside a transaction the rows are gone for other connections
+    only once it commits, and a rollback brings them back: the entries are deleted now (as harmless as a cache miss)
+    and the tombstones written when the transaction commits, which is when the sessions end.
+    """
+    store = store or caching_store()
+    if store is None:
+        return
+    if transaction.get_connection(using).in_atomic_block:
+        store.delete_entries(keys)
+        transaction.on_commit(partial(store.write_tombstones, keys, latest), using=using)
+    else:
+        store.write_tombstones(keys, latest)
 
 
 def timeout(latest: datetime | None) -> int:
