@@ -17,6 +17,8 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpResponse
 from django.test import Client
 
+from qsessions.backends.base import QSessionStoreMixin
+
 
 @dataclass
 class Seen:
@@ -38,20 +40,24 @@ def leaked_keys(responses: Iterable[HttpResponse], keys: set[str]) -> set[str]:
 @pytest.fixture(autouse=True, name="seen")
 def no_session_key_in_responses(monkeypatch: pytest.MonkeyPatch) -> Iterator[Seen]:
     seen = Seen()
-    new_key = SessionBase._get_new_session_key
     request = Client.request
 
-    def recording_new_key(self: SessionBase) -> str:
-        key = new_key(self)
-        seen.keys.add(key)
-        return key
+    def recording(new_key: Any) -> Any:
+        def recording_new_key(self: SessionBase) -> str:
+            key: str = new_key(self)
+            seen.keys.add(key)
+            return key
+
+        return recording_new_key
 
     def recording_request(self: Client, **kwargs: Any) -> HttpResponse:
         response = request(self, **kwargs)
         seen.responses.append(response)
         return response
 
-    monkeypatch.setattr(SessionBase, "_get_new_session_key", recording_new_key)
+    # Django's stores draw their keys in SessionBase, ours in the mixin.
+    for store in (SessionBase, QSessionStoreMixin):
+        monkeypatch.setattr(store, "_get_new_session_key", recording(store._get_new_session_key))
     monkeypatch.setattr(Client, "request", recording_request)
     yield seen
     assert not leaked_keys(seen.responses, seen.keys)

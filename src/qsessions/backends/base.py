@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from asgiref.sync import sync_to_async
 from django.contrib import auth
-from django.contrib.sessions.backends.base import CreateError, UpdateError
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
 from django.db import DatabaseError, IntegrityError, router, transaction
 from django.utils import timezone
+from django.utils.crypto import get_random_string
 
 from qsessions.backends import payload
 from qsessions.backends.activity import ClientActivityMixin
@@ -51,6 +52,16 @@ class QSessionStoreMixin(ClientActivityMixin):
         self.tracks_client = user_agent is not None or ip is not None
         self._given_client = (ip, user_agent)
         super().__init__(session_key)
+
+    def _get_new_session_key(self) -> str:
+        # Serves SessionBase._get_new_session_key, which looks the new key up first (a query, and on cached_db a cache
+        # read, per sign-in). Every caller inserts the row next with must_create, and a taken key fails that INSERT
+        # (CreateError), after which create() draws another: the INSERT is the check.
+        return get_random_string(32, VALID_KEY_CHARS)
+
+    async def _aget_new_session_key(self) -> str:
+        # Serves SessionBase._aget_new_session_key.
+        return get_random_string(32, VALID_KEY_CHARS)
 
     @property
     def created_at(self) -> datetime | None:
