@@ -146,3 +146,20 @@ def test_device_info():
     assert (info.os.family, info.os.major) == ("Android", "10")
     assert (info.user_agent.family, info.user_agent.major) == ("Chrome Mobile", "118")
     assert Session(user_agent=None).device_info is None
+
+
+def test_deleting_a_queryset_that_matches_nothing_runs_no_statement(engine, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert Session.objects.filter(pk__in=[]).delete() == (0, {"qsessions.Session": 0})
+        assert Session.objects.none().delete_keys() == []
+    assert Session.objects.filter(pk__in=[]).delete_keys() == []
+
+
+def test_a_users_sessions_are_deleted_by_their_own_where_clause(engine, user, other_user, statements):
+    # Not by "session_key IN (SELECT …)": that form was planned as a scan of the whole table on PostgreSQL.
+    saved(engine, user), saved(engine, other_user)
+    with statements() as run:
+        assert user.session_set.all().delete()[0] == 1
+    delete = next(sql for sql in run.sql if sql.startswith("DELETE"))
+    assert "SELECT" not in delete
+    assert Session.objects.filter(user=other_user).count() == 1

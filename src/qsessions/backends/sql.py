@@ -8,10 +8,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.db import connections, models, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import DateTimeField, Field
 from django.db.models.expressions import Col
+from django.db.models.sql.subqueries import DeleteQuery
 from django.utils import timezone
 
 if TYPE_CHECKING:
@@ -133,15 +135,26 @@ def delete_returning(rows: QuerySet[Session]) -> tuple[list[str], datetime | Non
     # The databases that return columns from an INSERT are those that do from a DELETE too.
     if not connection.features.can_return_columns_from_insert:
         return None
-    select, params = rows.values_list("pk").query.get_compiler(connection=connection).as_sql()
     quote = connection.ops.quote_name
     table, key, expire_date = quote(rows.model._meta.db_table), quote("session_key"), quote("expire_date")
+    query = rows.query.clone()
+    query.__class__ = DeleteQuery
+    compiler = query.get_compiler(connection=connection)
+    try:
+        if compiler.single_alias:
+            # The rows' own WHERE (``user_id = %s`` for a user's sessions): an IN (SELECT …) of the same rows was
+            # planned as a scan of the whole table by PostgreSQL at some table sizes.
+            delete, params = compiler.as_sql()
+        else:
+            select, params = rows.values_list("pk").query.get_compiler(connection=connection).as_sql()
+            delete = f"DELETE FROM {table} WHERE {key} IN ({select})"
+    except EmptyResultSet:
+        # A filter that matches nothing, such as pk__in=[]: no statement at all.
+        return [], None
     later = connection.ops.adapt_datetimefield_value(timezone.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"DELETE FROM {table} WHERE {key} IN ({select}) "
-            f"RETURNING {key}, CASE WHEN {expire_date} > %s THEN {expire_date} END",
-            (*params, later),
+            f"{delete} RETURNING {key}, CASE WHEN {expire_date} > %s THEN {expire_date} END", (*params, later)
         )
         returned = cursor.fetchall()
     # The latest is the only one converted: the database's values compare as they are (datetimes, or on SQLite
