@@ -277,3 +277,55 @@ def test_sync_path_is_djangos_mixin():
     assert SessionMiddleware.__call__ is MiddlewareMixin.__call__
     middleware = SessionMiddleware(lambda request: HttpResponse())
     assert not middleware.async_mode
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_a_cached_aload_is_one_hop_and_one_round_trip(settings, hops, monkeypatch):
+    """Entry, tombstone and "seen" key in one read, whatever the cache: Django's default aget_many() is an aget(), a
+    thread hop and a round trip, per key."""
+    from asgiref.sync import sync_to_async
+    from django.core.cache import BaseCache, caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    from qsessions.backends.cached_db import SessionStore
+    from tests.conftest import saved
+
+    settings.SESSION_ENGINE = "qsessions.backends.cached_db"
+    key = (await sync_to_async(saved)(SessionStore, None, cart=[1])).session_key
+    cache = caches["default"]
+    calls: list[str] = []
+    depth = [0]
+
+    def recorded(name: str) -> Callable[..., Any]:
+        original = getattr(cache, name)
+
+        def outermost(*args: Any, **kwargs: Any) -> Any:
+            if depth[0] == 0:
+                calls.append(name)
+            depth[0] += 1
+            try:
+                return original(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+
+        async def aoutermost(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            depth[0] += 1
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+
+        return aoutermost if name.startswith("a") else outermost
+
+    for name in ("get", "get_many", "aget", "aget_many"):
+        monkeypatch.setattr(cache, name, recorded(name))
+    hops.clear()
+
+    assert (await SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").aload())["cart"] == [1]
+
+    if type(cache).aget_many is not BaseCache.aget_many:
+        assert (calls, len(hops)) == (["aget_many"], 0)
+    else:
+        assert (calls, len(hops)) == (["get_many"], 0 if isinstance(cache, LocMemCache) else 1)
