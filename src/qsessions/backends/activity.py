@@ -44,16 +44,16 @@ else:
 
 
 class ClientActivityMixin(_Base):
-    """Tracks the session's client and activity; ``QSessionStoreMixin``'s docstring says what each piece of state is.
-    The class holds the defaults; a store sets its own as a load or a write changes them."""
+    """Tracks the session's client and activity. Its state is set by ``QSessionStoreMixin.__init__``, whose class
+    docstring says what each piece is for."""
 
     model: type[Session]
     tracks_client: bool
     _given_client: Client
-    _stored_client: Client = (None, None)
-    _row_times: RowTimes = (None, None)
-    _activity_due: bool = False
-    _client_change: tuple[Client, Client] | None = None
+    _stored_client: Client
+    _row_times: RowTimes
+    _activity_due: bool
+    _client_change: tuple[Client, Client] | None
 
     @cached_property
     def ip(self) -> str | None:
@@ -126,9 +126,12 @@ class ClientActivityMixin(_Base):
     def _recorded_client_change(self) -> dict[str, Any] | None:
         """The arguments of ``session_client_changed`` but ``user_id``, once, if this request recorded a new client
         in the row."""
-        change, self._client_change = self._client_change, None
-        # Still stale: the session was changed but not saved. No key: it was flushed.
-        if change is None or self._activity_due or self.session_key is None:
+        change = self._client_change
+        if change is None:
+            return None
+        self._client_change = None
+        # Still due: the session was changed but not saved. No key: it was flushed.
+        if self._activity_due or self.session_key is None:
             return None
         (old_ip, old_user_agent), (ip, user_agent) = change
         return {

@@ -44,13 +44,15 @@ class QSessionStoreMixin(ClientActivityMixin):
 
     #: Whether the store keeps sessions in a cache as well, which an ending must then reach.
     caches_sessions: ClassVar[bool] = False
-    # Defaults for every store, until a load or a write sets them: a request pays only for the state it changes.
-    _loaded_created_at: datetime | None = None
-    _kept_created_at: datetime | None = None
-
     def __init__(self, session_key: str | None = None, user_agent: str | None = None, ip: str | None = None) -> None:
         self.tracks_client = user_agent is not None or ip is not None
         self._given_client = (ip, user_agent)
+        self._stored_client = (None, None)
+        self._row_times = (None, None)
+        self._activity_due = False
+        self._client_change = None
+        self._loaded_created_at: datetime | None = None
+        self._kept_created_at: datetime | None = None
         super().__init__(session_key)
 
     def _get_new_session_key(self) -> str:
