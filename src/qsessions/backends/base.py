@@ -44,6 +44,7 @@ class QSessionStoreMixin(ClientActivityMixin):
 
     #: Whether the store keeps sessions in a cache as well, which an ending must then reach.
     caches_sessions: ClassVar[bool] = False
+
     def __init__(self, session_key: str | None = None, user_agent: str | None = None, ip: str | None = None) -> None:
         self.tracks_client = user_agent is not None or ip is not None
         self._given_client = (ip, user_agent)
