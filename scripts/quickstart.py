@@ -25,15 +25,17 @@ setup_test_environment()
 get_user_model().objects.create_user("quickstart", password="quickstart-secret")
 client = Client(HTTP_USER_AGENT="Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0")
 assert client.login(username="quickstart", password="quickstart-secret"), "the sign-in failed"
-# login() makes the session outside a request; the first request through the middleware records the client.
+# login() makes the session outside a request: the first request through the middleware records the client, once
+# it has answered.
 listed = client.get("/sessions/api/")
 assert listed.status_code == 200, f"the JSON API answered {listed.status_code}"
-sessions = listed.json()["sessions"]
-assert [session["current"] for session in sessions] == [True], sessions
+assert [session["current"] for session in listed.json()["sessions"]] == [True], listed.json()
 page = client.get("/sessions/")
 assert page.status_code == 200, f"the sessions page answered {page.status_code}"
 assert "Firefox" in page.content.decode(), "the sessions page does not show the session's browser"
-print("signed in; the JSON API and the sessions page list the session:", json.dumps(sessions[0]))
+session = client.get("/sessions/api/").json()["sessions"][0]
+assert session["browser"].startswith("Firefox"), session
+print("signed in; the sessions page and the JSON API list the session:", json.dumps(session))
 """
 
 
