@@ -97,7 +97,8 @@ class SessionQuerySet(models.QuerySet["Session"]):
 
         The keys come back from a ``DELETE … RETURNING`` where the database has one (PostgreSQL, SQLite 3.35+,
         MariaDB 10.5+), with their expiry dates; elsewhere a batch of keys at a time is one SELECT and one DELETE.
-        Then, on ``cached_db``, one cache ``set_many`` of tombstones per batch of keys (see ``forget()``).
+        Then, on ``cached_db``, the sessions end in the cache too: tombstones written and entries deleted, one round
+        trip per batch of keys on Redis (see ``tombstones.forget()``).
         """
         if self.query.is_sliced:
             raise TypeError("Cannot use 'limit' or 'offset' with delete_keys().")

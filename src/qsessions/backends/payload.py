@@ -39,7 +39,9 @@ def with_client(data: dict[str, Any], client: Client) -> dict[str, Any]:
 
 def entry(data: dict[str, Any], client: Client, times: RowTimes) -> dict[str, Any]:
     """The data as a cache entry holds it: the row's payload plus its times."""
-    return {**data, IP_SESSION_KEY: client[0], USER_AGENT_SESSION_KEY: client[1], ROW_TIMES_KEY: times}
+    stored = with_client(data, client)
+    stored[ROW_TIMES_KEY] = times
+    return stored
 
 
 def pop_extras(data: dict[str, Any]) -> tuple[Client, RowTimes | None]:

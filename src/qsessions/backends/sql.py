@@ -38,8 +38,8 @@ class Row(NamedTuple):
 _load_sql: dict[tuple[str, str], str] = {}
 #: Columns an UPDATE writes, in this order, then ``updated_at``: ``created_at`` is written once, by the INSERT.
 UPDATE_FIELDS = ("session_data", "expire_date", "user", "user_agent", "ip", "last_activity", "updated_at")
-#: The UPDATE of a save per ``(alias, vendor)``, compiled once as the SELECT is.
-_update_sql: dict[tuple[str, str], str] = {}
+#: The UPDATE of a save per ``(alias, vendor)``, compiled once as the SELECT is, with the fields of its values.
+_update_sql: dict[tuple[str, str], tuple[str, list[Field[Any, Any]]]] = {}
 
 
 def _datetime_converters(connection: BaseDatabaseWrapper, model: type[Session]) -> tuple[list[Any], Col]:
@@ -96,15 +96,16 @@ def update_row(row: Session, using: str) -> bool:
     """One UPDATE of ``row``'s columns but ``created_at`` (``updated_at`` takes ``last_activity``), in no transaction
     of its own; whether the row was there. Each value is prepared by its field, as the ORM's UPDATE prepares it."""
     connection = connections[using]
-    model = type(row)
-    fields = [_concrete(model, name) for name in UPDATE_FIELDS]
-    sql = _update_sql.get((connection.alias, connection.vendor))
-    if sql is None:
+    compiled = _update_sql.get((connection.alias, connection.vendor))
+    if compiled is None:
+        model = type(row)
+        fields = [_concrete(model, name) for name in UPDATE_FIELDS]
         quote = connection.ops.quote_name
         # A concrete field always has a column; django-stubs types it as optional.
         assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)  # type: ignore[arg-type]
         sql = f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {quote(model._meta.pk.column)} = %s"
-        _update_sql[connection.alias, connection.vendor] = sql
+        compiled = _update_sql[connection.alias, connection.vendor] = (sql, fields)
+    sql, fields = compiled
     params = [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields[:-1]]
     params.append(fields[-1].get_db_prep_save(row.last_activity, connection))
     with connection.cursor() as cursor:
