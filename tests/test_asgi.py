@@ -290,37 +290,12 @@ async def test_a_cached_aload_is_one_hop_and_one_round_trip(settings, hops, monk
 
     from qsessions.backends.cached_db import SessionStore
     from tests.conftest import saved
+    from tests.test_finality import count_round_trips
 
     settings.SESSION_ENGINE = "qsessions.backends.cached_db"
     key = (await sync_to_async(saved)(SessionStore, None, cart=[1])).session_key
     cache = caches["default"]
-    calls: list[str] = []
-    depth = [0]
-
-    def recorded(name: str) -> Callable[..., Any]:
-        original = getattr(cache, name)
-
-        def outermost(*args: Any, **kwargs: Any) -> Any:
-            if depth[0] == 0:
-                calls.append(name)
-            depth[0] += 1
-            try:
-                return original(*args, **kwargs)
-            finally:
-                depth[0] -= 1
-
-        async def aoutermost(*args: Any, **kwargs: Any) -> Any:
-            calls.append(name)
-            depth[0] += 1
-            try:
-                return await original(*args, **kwargs)
-            finally:
-                depth[0] -= 1
-
-        return aoutermost if name.startswith("a") else outermost
-
-    for name in ("get", "get_many", "aget", "aget_many"):
-        monkeypatch.setattr(cache, name, recorded(name))
+    calls = count_round_trips(cache, monkeypatch, ("get", "get_many", "aget", "aget_many"))
     hops.clear()
 
     assert (await SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").aload())["cart"] == [1]

@@ -10,6 +10,7 @@ written when it commits, which a test transaction never does.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import random
 import sys
 import threading
@@ -235,31 +236,46 @@ def test_a_cached_db_store_used_under_another_engine_ends_its_own_sessions(user,
     assert caches["default"].get(TOMBSTONE_PREFIX + key) == 1
 
 
-def _count_round_trips(cache: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the cache operations called from outside the cache (``get_many`` calls ``get`` in some)."""
+def count_round_trips(
+    cache: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    names: tuple[str, ...] = ("get", "get_many", "set", "set_many", "delete", "delete_many", "has_key"),
+) -> list[str]:
+    """The names of the cache operations (among ``names``, sync or async) called from outside the cache: a call made
+    inside a counted one (``get_many`` calls ``get`` in some caches) is not counted again."""
     calls: list[str] = []
     depth = [0]
 
     def counted(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
+        def enter() -> None:
             if not depth[0]:
                 calls.append(name)
             depth[0] += 1
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            enter()
             try:
                 return method(*args, **kwargs)
             finally:
                 depth[0] -= 1
 
-        return call
+        async def acall(*args: Any, **kwargs: Any) -> Any:
+            enter()
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                depth[0] -= 1
 
-    for name in ("get", "get_many", "set", "set_many", "delete", "delete_many", "has_key"):
+        return acall if inspect.iscoroutinefunction(method) else call
+
+    for name in names:
         monkeypatch.setattr(cache, name, counted(name, getattr(cache, name)))
     return calls
 
 
 def test_a_signed_in_read_is_still_one_cache_round_trip_and_no_sql(user, monkeypatch, django_assert_num_queries):
     key = saved(SessionStore, user, theme="dark").session_key
-    calls = _count_round_trips(caches["default"], monkeypatch)
+    calls = count_round_trips(caches["default"], monkeypatch)
     store = SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3")
     with django_assert_num_queries(0):
         assert store["theme"] == "dark"
