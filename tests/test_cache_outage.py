@@ -18,7 +18,7 @@ from django.test import Client
 from qsessions.backends import cache_guard
 from qsessions.backends.cached_db import KEY_PREFIX, SessionStore
 from qsessions.backends.tombstones import PREFIX as TOMBSTONE_PREFIX
-from qsessions.models import Session, make_public_id
+from qsessions.models import OwedTombstone, Session, make_public_id
 from qsessions.revoke import revoke_all_sessions, revoke_session
 from tests.conftest import CHROME_ANDROID, saved
 from tests.test_requests import AsyncClientAt
@@ -159,17 +159,26 @@ def test_a_failed_try_after_the_pause_logs_nothing_more(flaky, user, quick_retry
     assert flaky.failed_calls == 3
 
 
-def test_owed_invalidations_are_bounded(flaky, user, monkeypatch, caplog):
+def test_owed_entry_removals_are_bounded(flaky, caplog, monkeypatch):
+    monkeypatch.setattr(cache_guard, "MAX_OWED", 2)
+    cache_guard.owe([KEY_PREFIX + name for name in "abcd"])
+    cache_guard.owe([KEY_PREFIX + "e"])
+    assert cache_guard._owed == {KEY_PREFIX + "a", KEY_PREFIX + "b"}
+    # One error per outage.
+    assert _logged(caplog, logging.ERROR) == [
+        "Too many session cache invalidations are waiting for the cache; 2 were dropped."
+    ]
+
+
+def test_owed_tombstones_are_not_bounded_by_the_process(flaky, user, monkeypatch, caplog):
     monkeypatch.setattr(cache_guard, "MAX_OWED", 2)
     keys = [saved(SessionStore, user).session_key for _ in range(4)]
     flaky.failing = True
     assert revoke_all_sessions(user) == 4
-    assert len(_logged(caplog, logging.ERROR)) == 2
-    # Four tombstones and four entries to delete were owed: the first two tombstones are kept.
-    assert "6 were dropped" in _logged(caplog, logging.ERROR)[1]
-    assert len(cache_guard._owed) == 2
-    assert all(key.startswith(TOMBSTONE_PREFIX) for key in cache_guard._owed)
-    assert all(not Session.objects.filter(pk=key).exists() for key in keys)
+    # Owed in the database, every one: nothing dropped, nothing kept in the process.
+    assert sorted(OwedTombstone.objects.values_list("session_key", flat=True)) == sorted(keys)
+    assert cache_guard._owed == set()
+    assert len(_logged(caplog, logging.ERROR)) == 1
 
 
 @pytest.mark.usefixtures("close_thread_connections")
@@ -253,17 +262,17 @@ def test_a_failed_try_keeps_what_is_owed_until_the_cache_takes_it(flaky, user, q
     writer = SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3")
     writer["a"] = 2
     writer.save()
-    assert cache_guard._owed == {KEY_PREFIX + key: None}
+    assert cache_guard._owed == {KEY_PREFIX + key}
 
     time.sleep(0.06)
     # The try writes what is owed first; it fails, so the removal of the stale entry is still owed.
     assert SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").load()["a"] == 2
-    assert cache_guard._owed == {KEY_PREFIX + key: None}
+    assert cache_guard._owed == {KEY_PREFIX + key}
     assert cache_guard.retry_at > 0
 
     _back(flaky)
     assert SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").load()["a"] == 2
-    assert cache_guard._owed == {}
+    assert cache_guard._owed == set()
     assert cache_guard.retry_at == 0.0
 
 
@@ -276,18 +285,18 @@ def test_what_is_owed_meanwhile_keeps_the_breaker_open(flaky, user, quick_retry,
     probe = FlakyCache.has_key
 
     def probed_while_another_save_failed(self: FlakyCache, *args: Any, **kwargs: Any) -> Any:
-        cache_guard.owe([(KEY_PREFIX + "elsewhere", None)])
+        cache_guard.owe([KEY_PREFIX + "elsewhere"])
         return probe(self, *args, **kwargs)
 
     monkeypatch.setattr(FlakyCache, "has_key", probed_while_another_save_failed)
     assert SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").load()["a"] == 1
     assert cache_guard.retry_at > 0
-    assert cache_guard._owed == {KEY_PREFIX + "elsewhere": None}
+    assert cache_guard._owed == {KEY_PREFIX + "elsewhere"}
     assert _logged(caplog, logging.INFO) == []
 
     time.sleep(0.06)
     assert SessionStore(key, user_agent=CHROME_ANDROID, ip="10.1.2.3").load()["a"] == 1
-    assert cache_guard._owed == {}
+    assert cache_guard._owed == set()
     assert cache_guard.retry_at == 0.0
     assert _logged(caplog, logging.INFO) == [f"The session cache ({caches['flaky']}) works again."]
 

@@ -8,6 +8,7 @@ from django.core.cache import caches
 from django.core.management import call_command
 from django.utils import timezone
 
+from qsessions.backends import cached_db
 from qsessions.models import Session
 from tests.conftest import CHROME_ANDROID, saved
 
@@ -54,7 +55,9 @@ def test_clearsessions_deletes_in_bounded_batches_and_leaves_the_cache_alone(eng
 
     # The oldest expiry date and the batch's third, then the rows before that one; then windows sized from the
     # density of the one before (2 rows in 2 minutes, then 2 in the next 2), up to now. None is over a batch.
-    assert run.kinds == ["SELECT", "SELECT"] + ["DELETE"] * 4
+    # On cached_db, one more SELECT: the tombstones owed to the cache, none here.
+    owed_check = ["SELECT"] if engine is cached_db.SessionStore else []
+    assert run.kinds == ["SELECT", "SELECT"] + ["DELETE"] * 4 + owed_check
     assert deleted == [2, 2, 3, 0]
     # Each DELETE names both bounds of its range and no other: with only "<", PostgreSQL scanned the whole table.
     bounds = [re.findall(r"expire_date\W*\s(>=|<)\s", sql) for sql in run.sql if sql.startswith("DELETE")]

@@ -10,7 +10,6 @@ local memory) and the database a server or a file.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,13 +19,13 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import SESSION_KEY
 from django.core import signing
-from django.db import connection
 from django.test import Client
 
 from qsessions.backends.cached_db import SessionStore
 from qsessions.models import Session, make_public_id
 from qsessions.revoke import revoke_session
 from tests.conftest import FIREFOX_LINUX, saved
+from tests.processes import SETUP, environment, needs_a_cache_server
 from tests.signed_in import sign_in
 
 PUBLISHED = "2.1.0"
@@ -35,19 +34,12 @@ SALT = "django.contrib.sessions.SessionStore"
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        django_settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"),
-        reason="the published package runs in another process: it needs a cache server (QSESSIONS_TEST_CACHE)",
-    ),
+    needs_a_cache_server,
 ]
 
 #: Run by the child: loads the sessions named on stdin with 2.1.0's cached_db store, saves some, prints what it saw.
 CHILD = """
-import json, os, sys
-import django
-from django.conf import settings
-settings.configure(**json.loads(os.environ["QSESSIONS_PUBLISHED_SETTINGS"]))
-django.setup()
+import sys
 import qsessions
 from qsessions.backends.cached_db import SessionStore
 asked = json.load(sys.stdin)
@@ -79,25 +71,13 @@ def published_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _published(path: Path, load: list[str], save: dict[str, Any] | None = None) -> dict[str, list[str]]:
     """What 2.1.0's store finds in each session of ``load`` (its keys), after saving ``save`` (key -> cart)."""
-    database = {name: value for name, value in connection.settings_dict.items() if name != "TEST"}
-    configured = {
-        "SECRET_KEY": django_settings.SECRET_KEY,
-        "USE_TZ": True,
-        "INSTALLED_APPS": ["django.contrib.auth", "django.contrib.contenttypes", "qsessions", "tests.testapp"],
-        "AUTH_USER_MODEL": django_settings.AUTH_USER_MODEL,
-        "DATABASES": {"default": database},
-        "CACHES": django_settings.CACHES,
-        "SESSION_ENGINE": "qsessions.backends.cached_db",
-    }
-    root = Path(__file__).resolve().parent.parent
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(path), str(root)]),
-        "QSESSIONS_PUBLISHED_SETTINGS": json.dumps(configured, default=str),
-    }
     asked = {"load": load, "save": save or {}, "user_agent": FIREFOX_LINUX, "ip": "10.9.9.9"}
     done = subprocess.run(
-        [sys.executable, "-c", CHILD], input=json.dumps(asked), env=environment, capture_output=True, text=True
+        [sys.executable, "-c", SETUP + CHILD],
+        input=json.dumps(asked),
+        env=environment(path=path),
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)

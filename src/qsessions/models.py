@@ -247,3 +247,18 @@ class Session(AbstractBaseSession):
     def location(self) -> str | None:
         """An approximate location such as ``"Linköping, Sweden"``, or ``None``."""
         return geoip.describe(self.location_info)
+
+
+class OwedTombstone(models.Model):
+    """A session ended in the database whose tombstone its process could not write to the cache.
+
+    Kept where every process looks, so that the ending outlives that process: each process reads these rows about
+    once a second and writes them to the cache once it can (``tombstones.check_owed()``).
+    """
+
+    session_key = models.CharField(max_length=40, primary_key=True)
+    #: Until when the tombstone must outvote the session's entry: its timeout counts from the session's ending.
+    keep_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"tombstone owed until {self.keep_until.isoformat()}"

@@ -2,9 +2,9 @@
 
 A cache outage must not take the site down: while the cache fails, ``cached_db`` stores read and write rows alone
 (a small circuit breaker, so a dead cache costs one error per burst, not one per request and one timeout each).
-Nor may it leave a stale entry behind: an invalidation that could not be written (a tombstone of a revoked session,
-the removal of an entry a save could not replace) is kept here, and written before this process uses the cache
-again.
+Nor may it leave a stale entry behind: the removal of an entry that a save could not replace is kept here, and done
+before this process uses the cache again. (A tombstone the cache did not take is owed in the database instead, where
+every process finds it: see ``tombstones``.)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
 from django.core.cache import BaseCache
@@ -23,7 +23,7 @@ logger = logging.getLogger("django.contrib.sessions")
 
 #: Seconds the cache is left alone after it failed, before a request tries it again.
 RETRY_AFTER = 5.0
-#: How many owed invalidations a process keeps at most: about 150 bytes each.
+#: How many owed entry removals a process keeps at most: about 150 bytes each.
 MAX_OWED = 100_000
 #: How many keys one ``set_many``/``delete_many`` takes.
 BATCH_SIZE = 500
@@ -32,11 +32,15 @@ BATCH_SIZE = 500
 #: a request reads just this float, and tries the cache again only when it is set.
 retry_at = 0.0
 
+#: The ``time.monotonic()`` from which this process's next load reads the tombstones owed in the database
+#: (``tombstones.check_owed()``): about once a second, and at once when the cache works again.
+owed_check_at = 0.0
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: Cache key -> what is owed: a tombstone's timeout, or ``None`` to delete an entry.
-_owed: dict[str, int | None] = {}
+#: The keys of the entries owed a removal.
+_owed: set[str] = set()
 _lock = threading.Lock()
 _dropped = False
 
@@ -56,64 +60,57 @@ def failed(cache: BaseCache, error: BaseException, *, reading: bool = False) -> 
         logger.error(message, cache, exc_info=error)
 
 
-def owe(invalidations: Iterable[tuple[str, int | None]]) -> None:
-    """Remember invalidations that the cache did not take: ``(key, tombstone timeout)``, or ``(key, None)`` to delete.
+def owe(entry_keys: Iterable[str]) -> None:
+    """Remember entries that the cache could not replace or delete: they go before this process uses it again.
 
-    A tombstone is kept with the longest timeout asked for. Beyond ``MAX_OWED`` keys new ones are dropped, with one
-    error logged per outage: entries of those sessions may then be served stale once the cache is back.
+    Beyond ``MAX_OWED`` keys new ones are dropped, with one error logged per outage: those sessions may then be
+    served as they were before the outage once the cache is back.
     """
     global _dropped
     lost = 0
     with _lock:
-        for key, timeout in invalidations:
+        for key in entry_keys:
             if key not in _owed and len(_owed) >= MAX_OWED:
                 lost += 1
                 continue
-            known = _owed.get(key)
-            _owed[key] = timeout if known is None or (timeout is not None and timeout > known) else known
+            _owed.add(key)
         report = lost > 0 and not _dropped
         _dropped = _dropped or lost > 0
     if report:
         logger.error("Too many session cache invalidations are waiting for the cache; %d were dropped.", lost)
 
 
-def _take() -> dict[str, int | None]:
+def _take() -> list[str]:
     with _lock:
-        owed = dict(_owed)
+        owed = sorted(_owed)
         _owed.clear()
     return owed
 
 
-def _batches(owed: dict[str, int | None]) -> Iterable[tuple[dict[str, int], int, list[str]]]:
-    """``(tombstones, their timeout, keys to delete)`` per ``BATCH_SIZE`` keys."""
-    items = list(owed.items())
-    for start in range(0, len(items), BATCH_SIZE):
-        batch = items[start : start + BATCH_SIZE]
-        tombstones = {key: 1 for key, timeout in batch if timeout is not None}
-        timeout = max((timeout for _, timeout in batch if timeout is not None), default=0)
-        yield tombstones, timeout, [key for key, timeout in batch if timeout is None]
+def _batches(owed: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(owed), BATCH_SIZE):
+        yield owed[start : start + BATCH_SIZE]
 
 
-def _recovered(cache: BaseCache, owed: dict[str, int | None], error: BaseException | None) -> bool:
-    global retry_at, _dropped
+def _recovered(cache: BaseCache, owed: list[str], error: BaseException | None) -> bool:
+    global retry_at, _dropped, owed_check_at
     with _lock:
         if error is not None:
-            # Written or not, they are still owed: rewriting a tombstone or deleting twice is harmless.
-            for key, timeout in owed.items():
-                _owed.setdefault(key, timeout)
+            # Deleted or not, they are still owed: deleting twice is harmless.
+            _owed.update(owed)
             retry_at = time.monotonic() + RETRY_AFTER
             return False
         # A failure elsewhere meanwhile moved retry_at on: the breaker stays open and what it owes stays owed.
         if _owed or time.monotonic() < retry_at:
             return False
-        retry_at, _dropped = 0.0, False
+        retry_at, _dropped, owed_check_at = 0.0, False, 0.0
     logger.info("The session cache (%s) works again.", cache)
     return True
 
 
 def _try_again(cache: BaseCache) -> bool:
     """Whether the cache may be used again, once it failed: not before ``retry_at``, and only once it has taken every
-    invalidation this process owes it. Writing those is the probe; with nothing owed, one ``has_key``.
+    entry removal this process owes it. Those are the probe; with nothing owed, one ``has_key``.
     """
     if time.monotonic() < retry_at:
         return False
@@ -121,11 +118,8 @@ def _try_again(cache: BaseCache) -> bool:
     try:
         if not owed:
             cache.has_key("qsessions.probe")
-        for tombstones, timeout, deletes in _batches(owed):
-            if tombstones:
-                cache.set_many(tombstones, timeout)
-            if deletes:
-                cache.delete_many(deletes)
+        for batch in _batches(owed):
+            cache.delete_many(batch)
     except Exception as error:
         return _recovered(cache, owed, error)
     return _recovered(cache, owed, None)
@@ -139,14 +133,19 @@ async def _atry_again(cache: BaseCache) -> bool:
     try:
         if not owed:
             await cache.ahas_key("qsessions.probe")
-        for tombstones, timeout, deletes in _batches(owed):
-            if tombstones:
-                await cache.aset_many(tombstones, timeout)
-            if deletes:
-                await cache.adelete_many(deletes)
+        for batch in _batches(owed):
+            await cache.adelete_many(batch)
     except Exception as error:
         return _recovered(cache, owed, error)
     return _recovered(cache, owed, None)
+
+
+def owed_check_due() -> bool:
+    """Whether a load reads the tombstones owed in the database first: once a second, and whenever the breaker is
+    about to try the cache again, so that they are written before any entry is read from a cache back from a
+    failure."""
+    now = time.monotonic()
+    return now >= owed_check_at or (retry_at != 0.0 and now >= retry_at)
 
 
 def read(cache: BaseCache, operation: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from asgiref.sync import sync_to_async
@@ -100,6 +100,8 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
         # reads the row and caches it. A failing cache is left alone and the row alone is read.
         if self.session_key is None:
             return {}
+        if cache_guard.owed_check_due():
+            tombstones.check_owed(type(self))
         keys = self._cache_keys(self.session_key)
         found = cache_guard.read(self._cache, self._cache.get_many, keys)
         if found is None:
@@ -114,6 +116,8 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
         # Serves CachedDBStore.aload.
         if self.session_key is None:
             return {}
+        if cache_guard.owed_check_due():
+            await sync_to_async(tombstones.check_owed)(type(self))
         keys = self._cache_keys(self.session_key)
         found = await cache_guard.aread(self._cache, self._aget_many, keys)
         if found is None:
@@ -151,7 +155,7 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
         entry = self._entry(self._session)
         if not cache_guard.write(self._cache, self._cache.set, entry_key, entry, self.get_expiry_age()):
             # An older entry would be served once the cache is back.
-            cache_guard.owe([(entry_key, None)])
+            cache_guard.owe([entry_key])
         return None
 
     async def asave(self, must_create: bool = False) -> None:
@@ -162,14 +166,14 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
         entry_key = self.cache_key_prefix + self.session_key
         entry = self._entry(await self._aget_session())
         if not await cache_guard.awrite(self._cache, self._cache.aset, entry_key, entry, await self.aget_expiry_age()):
-            cache_guard.owe([(entry_key, None)])
+            cache_guard.owe([entry_key])
         return None
 
     def _activity_recorded(self, found: bool) -> None:
         # Serves QSessionStoreMixin.record_activity: one set of the "seen" key, never a rewrite of the entry. An entry
         # of the published package has no row expiry to time that key by: it goes, and the next request caches the row.
         if not found:
-            # Ended meanwhile: the ending wrote its tombstone.
+            self._end_vanished_row()
             return
         entry_key, _, seen_key = self._cache_keys(self.session_key)  # type: ignore[arg-type]
         if self._row_times[0] is None:
@@ -178,11 +182,12 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
             done = cache_guard.write(self._cache, self._cache.set, seen_key, self._seen(), self._seconds_left())
         if not done:
             # The entry still holds the old client and activity: the row has the new ones.
-            cache_guard.owe([(entry_key, None)])
+            cache_guard.owe([entry_key])
 
     async def _aactivity_recorded(self, found: bool) -> None:
         # Serves QSessionStoreMixin.arecord_activity.
         if not found:
+            await sync_to_async(self._end_vanished_row)()
             return
         entry_key, _, seen_key = self._cache_keys(self.session_key)  # type: ignore[arg-type]
         if self._row_times[0] is None:
@@ -190,7 +195,14 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
         else:
             done = await cache_guard.awrite(self._cache, self._cache.aset, seen_key, self._seen(), self._seconds_left())
         if not done:
-            cache_guard.owe([(entry_key, None)])
+            cache_guard.owe([entry_key])
+
+    def _end_vanished_row(self) -> None:
+        """The row was deleted since this request loaded the session: write its tombstone again. Its ending wrote it
+        or owed it, unless the process that ended it died in between; the row's absence is the record of it."""
+        expires_at = self._row_times[0]
+        latest = None if expires_at is None else datetime.fromtimestamp(expires_at, tz=timezone.utc)
+        self.write_tombstones([self.session_key], latest, router.db_for_write(self.model))  # type: ignore[list-item]
 
     def _seen(self) -> tuple[float | None, str | None, str | None]:
         """What the "seen" key holds: the activity just written to the row, and the client it came from."""
@@ -204,11 +216,19 @@ class SessionStore(QSessionStoreMixin, DjangoCachedDBStore):
         delete_sessions([session_key], using=router.db_for_write(self.model), store=type(self))
 
     @classmethod
-    def write_tombstones(cls, keys: Sequence[str], latest: datetime | None) -> None:
-        """End these sessions in the cache (``tombstones.write()``); ``latest``: the latest of their expiry dates."""
-        tombstones.write(caches[settings.SESSION_CACHE_ALIAS], cls.cache_key_prefix, keys, latest)
+    def write_tombstones(cls, keys: Sequence[str], latest: datetime | None, using: str) -> None:
+        """End these sessions, whose rows are deleted from ``using``, in the cache (``tombstones.write()``);
+        ``latest``: the latest of their expiry dates."""
+        tombstones.write(caches[settings.SESSION_CACHE_ALIAS], cls.cache_key_prefix, keys, latest, using)
 
     @classmethod
     def delete_entries(cls, keys: Sequence[str]) -> None:
         """Delete these sessions' entries (``tombstones.delete_entries()``)."""
         tombstones.delete_entries(caches[settings.SESSION_CACHE_ALIAS], cls.cache_key_prefix, keys)
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        # Serves QSessionStoreMixin.clear_expired: clearsessions also writes the tombstones owed to the cache, and
+        # forgets those whose time is past.
+        super().clear_expired()
+        tombstones.check_owed(cls)

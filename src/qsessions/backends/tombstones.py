@@ -5,22 +5,27 @@ generic cache API has no compare-and-set that could stop such a write): our stor
 the session as gone. The entry is deleted in the same round trip, so that a reader which knows nothing of tombstones
 (the published 2.x package, during a rolling deploy or after a rollback) finds no session either.
 
-Whatever the cache does not take is owed (see ``cache_guard``) and written before this process uses the cache again.
+A tombstone the cache does not take is owed: recorded in the database (``OwedTombstone``), in the transaction that
+deleted the rows when the cache is known to be failing, and written to the cache by whichever process next finds it
+working. Every process reads the owed tombstones about once a second (``check_owed()``), so an ending outlives a
+process that could not reach the cache, and is seen by every other one.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from contextlib import nullcontext
+from datetime import datetime, timedelta
 from functools import partial
 from importlib import import_module
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import BaseCache
+from django.core.cache import BaseCache, caches
 from django.core.cache.backends.redis import RedisCache
-from django.db import transaction
+from django.db import DatabaseError, router, transaction
+from django.utils import timezone
 
 from qsessions.backends import cache_guard
 
@@ -38,6 +43,10 @@ END_SCRIPT = (
     "end"
 )
 
+#: Seconds between two reads of the owed tombstones by one process: at most how long it serves a session that
+#: another process ended while that one could not reach the cache.
+CHECK_EVERY = 1.0
+
 #: Set once this process's Redis refused ``END_SCRIPT`` (scripting disabled, or forbidden by an ACL).
 _scripts_refused = False
 
@@ -49,21 +58,67 @@ def caching_store() -> Any:
 
 
 def forget(keys: Sequence[str], latest: datetime | None, using: str, store: Any = None) -> None:
-    """End these sessions (their rows deleted; ``latest``: the latest of their expiry dates) in the cache, if the
-    engine caches them; ``store``: the caching store class to use instead of the configured engine's.
+    """End these sessions (their rows deleted on ``using``; ``latest``: the latest of their expiry dates) in the
+    cache, if the engine caches them; ``store``: the caching store class to use instead of the configured engine's.
 
     With autocommit the tombstones are written at once. Inside a transaction the rows are gone for other connections
     only once it commits, and a rollback brings them back: the entries are deleted now (as harmless as a cache miss)
-    and the tombstones written when the transaction commits, which is when the sessions end.
+    and the tombstones written when the transaction commits, which is when the sessions end. While the cache is
+    failing, the tombstones are owed (``owe()``) at once, in that transaction if there is one.
     """
     store = store or caching_store()
     if store is None:
         return
-    if transaction.get_connection(using).in_atomic_block:
+    if cache_guard.retry_at:
+        owe(keys, timeout(latest), using)
+    elif transaction.get_connection(using).in_atomic_block:
         store.delete_entries(keys)
-        transaction.on_commit(partial(store.write_tombstones, keys, latest), using=using)
+        transaction.on_commit(partial(store.write_tombstones, keys, latest, using), using=using)
     else:
-        store.write_tombstones(keys, latest)
+        store.write_tombstones(keys, latest, using)
+
+
+def owe(keys: Sequence[str], seconds: int, using: str) -> None:
+    """Record in the database ``using`` that these sessions' tombstones, to live ``seconds``, are owed to the cache.
+
+    A tombstone already owed keeps its time: it counts from the session's first ending, after which no request
+    could write its entry back.
+    """
+    from qsessions.models import OwedTombstone
+
+    keep_until = timezone.now() + timedelta(seconds=seconds)
+    owed = (OwedTombstone(session_key=key, keep_until=keep_until) for key in keys)
+    OwedTombstone.objects.using(using).bulk_create(owed, batch_size=cache_guard.BATCH_SIZE, ignore_conflicts=True)
+
+
+def check_owed(store: Any) -> None:
+    """Write the tombstones owed by any process to the cache of ``store`` (a caching store class), deleting their
+    entries, and forget them; the next check is ``CHECK_EVERY`` seconds away. What the cache does not take stays
+    owed. A database error is logged: it must not fail a request that the cache could serve.
+    """
+    from qsessions.models import OwedTombstone
+
+    cache_guard.owed_check_at = time.monotonic() + CHECK_EVERY
+    # Where the store's rows are, and so where their endings were owed.
+    using = router.db_for_write(store.get_model_class())
+    owed = OwedTombstone.objects.using(using)
+    cache = caches[settings.SESSION_CACHE_ALIAS]
+    # Inside a transaction, a savepoint: a failed read must not break the caller's transaction.
+    try:
+        with transaction.atomic(using) if transaction.get_connection(using).in_atomic_block else nullcontext():
+            while batch := list(owed.values_list("session_key", "keep_until")[: cache_guard.BATCH_SIZE]):
+                keys = [key for key, _ in batch]
+                seconds = int((max(until for _, until in batch) - timezone.now()).total_seconds())
+                tombstones = [PREFIX + key for key in keys]
+                entries = [store.cache_key_prefix + key for key in keys]
+                # Past their time, they outvote nothing: the entries they were for have expired.
+                if seconds > 0 and not cache_guard.write(cache, _end, cache, tombstones, entries, seconds):
+                    return
+                owed.filter(session_key__in=keys).delete()
+                if len(batch) < cache_guard.BATCH_SIZE:
+                    return
+    except DatabaseError as error:
+        cache_guard.logger.error("Could not read the session tombstones owed to the cache (%s)", error, exc_info=error)
 
 
 def timeout(latest: datetime | None) -> int:
@@ -76,16 +131,18 @@ def timeout(latest: datetime | None) -> int:
     return int(max(settings.SESSION_COOKIE_AGE, remaining)) + MARGIN
 
 
-def write(cache: BaseCache, entry_prefix: str, keys: Sequence[str], latest: datetime | None) -> None:
+def write(cache: BaseCache, entry_prefix: str, keys: Sequence[str], latest: datetime | None, using: str) -> None:
     """Mark the sessions with these keys gone in ``cache`` and delete their entries (``entry_prefix`` + key): one
-    ``_end()`` per ``cache_guard.BATCH_SIZE`` keys. ``latest``: the latest of their expiry dates, if known."""
+    ``_end()`` per ``cache_guard.BATCH_SIZE`` keys. ``latest``: the latest of their expiry dates, if known. What the
+    cache does not take is owed, in the database ``using`` that their rows were deleted from."""
     seconds = timeout(latest)
     for start in range(0, len(keys), cache_guard.BATCH_SIZE):
         batch = keys[start : start + cache_guard.BATCH_SIZE]
         tombstones = [PREFIX + key for key in batch]
         entries = [entry_prefix + key for key in batch]
         if not cache_guard.write(cache, _end, cache, tombstones, entries, seconds):
-            cache_guard.owe([*((key, seconds) for key in tombstones), *((key, None) for key in entries)])
+            owe(keys[start:], seconds, using)
+            return
 
 
 def delete_entries(cache: BaseCache, entry_prefix: str, keys: Sequence[str]) -> None:
