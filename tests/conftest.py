@@ -80,6 +80,15 @@ def _drop_cache_keys_afterwards() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _quick_owed_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ending that owes its tombstones waits a twentieth of a second rather than a second (``tombstones.owe()``),
+    and loads read what is owed as often. The tests of separate processes run the real timing, in those processes."""
+    from qsessions.backends import tombstones
+
+    monkeypatch.setattr(tombstones, "CHECK_EVERY", 0.05)
+
+
+@pytest.fixture(autouse=True)
 def _working_session_cache() -> Iterator[None]:
     """Each test starts with a session cache that is taken to work and is owed nothing, and leaves it so.
 

@@ -64,7 +64,8 @@ def forget(keys: Sequence[str], latest: datetime | None, using: str, store: Any 
     With autocommit the tombstones are written at once. Inside a transaction the rows are gone for other connections
     only once it commits, and a rollback brings them back: the entries are deleted now (as harmless as a cache miss)
     and the tombstones written when the transaction commits, which is when the sessions end. While the cache is
-    failing, the tombstones are owed (``owe()``) at once, in that transaction if there is one.
+    failing, the tombstones are owed (``owe()``) at once, in that transaction if there is one: the ending returns (or
+    the transaction commits) ``CHECK_EVERY`` seconds later, when every process has read them.
     """
     store = store or caching_store()
     if store is None:
@@ -89,6 +90,21 @@ def owe(keys: Sequence[str], seconds: int, using: str) -> None:
     keep_until = timezone.now() + timedelta(seconds=seconds)
     owed = (OwedTombstone(session_key=key, keep_until=keep_until) for key in keys)
     OwedTombstone.objects.using(using).bulk_create(owed, batch_size=cache_guard.BATCH_SIZE, ignore_conflicts=True)
+    if transaction.get_connection(using).in_atomic_block:
+        transaction.on_commit(_wait_until_read, using=using)
+    else:
+        _wait_until_read()
+
+
+def _wait_until_read() -> None:
+    """Return once every process reads the tombstones just owed before it reads an entry.
+
+    A process reads what is owed before its first load that comes ``CHECK_EVERY`` seconds or more after its last
+    read. So ``CHECK_EVERY`` after they are committed, a load anywhere either reads them, or comes less than
+    ``CHECK_EVERY`` after a read that came after the commit (and so wrote them to its cache, or found its cache
+    failing and read rows). The ending that owed them returns only then: once it has, no process serves the entries.
+    """
+    time.sleep(CHECK_EVERY)
 
 
 def check_owed(store: Any) -> None:
@@ -107,14 +123,16 @@ def check_owed(store: Any) -> None:
     try:
         with transaction.atomic(using) if transaction.get_connection(using).in_atomic_block else nullcontext():
             while batch := list(owed.values_list("session_key", "keep_until")[: cache_guard.BATCH_SIZE]):
-                keys = [key for key, _ in batch]
-                seconds = int((max(until for _, until in batch) - timezone.now()).total_seconds())
-                tombstones = [PREFIX + key for key in keys]
-                entries = [store.cache_key_prefix + key for key in keys]
-                # Past their time, they outvote nothing: the entries they were for have expired.
-                if seconds > 0 and not cache_guard.write(cache, _end, cache, tombstones, entries, seconds):
-                    return
-                owed.filter(session_key__in=keys).delete()
+                now = timezone.now()
+                # Past its time, a tombstone outvotes nothing: the entry it was for has expired.
+                due = [(key, until) for key, until in batch if until > now]
+                if due:
+                    seconds = int((max(until for _, until in due) - now).total_seconds()) + 1
+                    tombstones = [PREFIX + key for key, _ in due]
+                    entries = [store.cache_key_prefix + key for key, _ in due]
+                    if not cache_guard.write(cache, _end, cache, tombstones, entries, seconds):
+                        return
+                owed.filter(session_key__in=[key for key, _ in batch]).delete()
                 if len(batch) < cache_guard.BATCH_SIZE:
                     return
     except DatabaseError as error:
