@@ -1,7 +1,7 @@
 """A bounded load test of the demo site under real servers, ending with a check that nothing acknowledged was lost.
 
     .venv/bin/python bench/load.py [--db postgresql|sqlite] [--cache redis|locmem] [--seconds 10] [--clients 24]
-        [--server gunicorn --server uvicorn]
+        [--server gunicorn --server uvicorn] [--partition]
 
 Needs the ``bench`` and ``servers`` dependency groups; PostgreSQL and Redis on 127.0.0.1 by default (``--db sqlite
 --cache locmem`` needs nothing). It serves ``example/`` (``QSESSIONS_DEMO_LOAD=1``: the JSON views of
@@ -25,6 +25,12 @@ After the servers stop, every session is checked in this process through Django'
 database and cache: a live session's row holds its last acknowledged counter and a request with its cookie reads
 it (through the cache on ``cached_db``); a revoked or signed-out session has no row and its cookie is anonymous.
 It exits non-zero on any error or failed check. A 3-second run takes about 12 s.
+
+``--partition`` (Redis only): a second server of the same kind, one worker, reaches Redis through a relay that is cut
+before the clients start, as a network partition of that one app server would: its sessions are read from rows, its
+endings owed in the database. Every revocation and sign-out goes through it, every other request through the main
+server, which keeps its cache. A request sent with a session's cookie after its ending was acknowledged, and answered
+as signed in, is a revoked session accepted: the run reports them, and fails on any.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
-from _servers import Server, free_port
+from _servers import Relay, Server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example"
@@ -102,6 +108,8 @@ class Session:
     counter: int = 0
     #: live; revoking (another client's revocation is on its way); signing out; revoked; signed out; unknown.
     state: str = "live"
+    #: The ``time.monotonic()`` at which its revocation or sign-out was acknowledged.
+    ended_at: float | None = None
 
     def __str__(self) -> str:
         return f"session {self.public_id} of {self.user}"
@@ -115,7 +123,11 @@ class Run:
     prefix: str
     base_url: str
     deadline: float
+    #: Where revocations and sign-outs go: the partitioned server, if any.
+    ending_url: str = ""
     served: int = 0
+    accepted_after_ending: int = 0
+    ending_seconds: list[float] = field(default_factory=list)
     operations: Counter[str] = field(default_factory=Counter)
     revoked_answers: int = 0
     errors: list[str] = field(default_factory=list)
@@ -144,6 +156,8 @@ class Client:
             base_url=run.base_url, headers={"User-Agent": self.user_agent}, timeout=REQUEST_TIMEOUT
         )
         self.session: Session | None = None
+        #: The session whose cookie the jar holds, if any: the last one signed in with.
+        self.last: Session | None = None
         self.random = random.Random(index)
 
     async def go(self) -> None:
@@ -160,16 +174,25 @@ class Client:
     async def request(self, session: Session | None, name: str, method: str, data: Any = None,
                       headers: Any = None) -> Any:  # fmt: skip
         """The JSON of a 200; ``None`` otherwise, once the answer is counted as an error or as a revoked session's."""
+        ending = name in ("revoke", "signout")
+        url = (self.run.ending_url if ending else "") + self.run.prefix + name + "/"
+        sent = time.monotonic()
         try:
-            response = await self.http.request(method, self.run.prefix + name + "/", data=data, headers=headers)
+            response = await self.http.request(method, url, data=data, headers=headers)
         except httpx.HTTPError as error:
             return self.error(session, f"{name}: {error!r}")
         self.run.served += 1
+        if ending:
+            self.run.ending_seconds.append(time.monotonic() - sent)
         if response.status_code == 200:
             self.run.operations[name] += 1
+            if session is not None and session.ended_at is not None and sent > session.ended_at and name != "signin":
+                self.run.accepted_after_ending += 1
+                self.fail(session, f"{name} answered signed in {sent - session.ended_at:.3f} s after its ending")
             return response.json()
-        # Django answers a save that finds its row gone with SessionInterrupted, a 400 with a body that says nothing.
-        interrupted = response.status_code == 400 and name == "write"
+        # Django answers a save that finds its row gone with SessionInterrupted, a 400 with a body that says nothing: a
+        # write, or a sign-in with the cookie of a session of the same user (login() keeps such a session's key).
+        interrupted = response.status_code == 400 and name in ("write", "signin")
         if (
             session is not None
             and session.state in ("revoking", "revoked")
@@ -195,12 +218,15 @@ class Client:
         self.run.failures.append(f"{session}: {message}")
 
     async def sign_in(self) -> None:
-        answer = await self.request(None, "signin", "POST", {"username": self.user, "password": PASSWORD})
+        # With the last session's cookie, if the jar still holds it: before its revocation is acknowledged, that
+        # session may still be served, and the sign-in interrupted.
+        last = self.last if self.http.cookies.get("sessionid") else None
+        answer = await self.request(last, "signin", "POST", {"username": self.user, "password": PASSWORD})
         key = self.http.cookies.get("sessionid")
         if answer is not None and key is None:
             self.error(None, "signin: answered 200 without a session cookie")
         elif answer is not None:
-            self.session = Session(self.user, self.user_agent, key, answer["id"])
+            self.session = self.last = Session(self.user, self.user_agent, key, answer["id"])
             self.run.sessions.append(self.session)
 
     async def read(self, session: Session, user_agent: str | None = None, expected: tuple[int, ...] = ()) -> None:
@@ -238,7 +264,7 @@ class Client:
         target.state = "revoking"
         answer = await self.request(session, "revoke", "POST", {"id": target.public_id})
         if answer is not None:
-            target.state = "revoked"
+            target.state, target.ended_at = "revoked", time.monotonic()
         elif target.state == "revoking":
             # This client's own session was revoked meanwhile, so its request revoked nobody; or an error left it
             # in doubt.
@@ -250,7 +276,7 @@ class Client:
             return await self.read(session)
         session.state = "signing out"
         if await self.request(session, "signout", "POST") is not None:
-            session.state = "signed out"
+            session.state, session.ended_at = "signed out", time.monotonic()
             self.forget(session)
         return None
 
@@ -298,13 +324,13 @@ def check(run: Run) -> list[str]:
     return failures
 
 
-def serve(name: str, run_dir: Path, workers: int) -> Server:
+def serve(name: str, run_dir: Path, workers: int, label: str = "", env: dict[str, str] | None = None) -> Server:
     kind = SERVERS[name]
     port = free_port()
     placeholders = {"port": port, "workers": workers, "threads": THREADS * WORKERS // workers}
     command = [sys.executable, "-m", *(part.format(**placeholders) for part in kind.command)]
-    server = Server(name, port, command, {**os.environ, **kind.env}, run_dir / f"{name}.log")
-    print(f"{name}: {kind.description.format(**placeholders)}, on port {port}", flush=True)
+    server = Server(name, port, command, {**os.environ, **kind.env, **(env or {})}, run_dir / f"{name}{label}.log")
+    print(f"{name}{label}: {kind.description.format(**placeholders)}, on port {port}", flush=True)
     status, body = server.wait_answer(f"/{kind.prefix}whoami/")
     if status != 401:
         raise RuntimeError(f"{name}: an anonymous whoami answered {status} {body[:200]!r}")
@@ -319,6 +345,13 @@ def report(run: Run, seconds: float, failures: list[str], log: str) -> bool:
         f"ok by kind {dict(run.operations)}; sessions {dict(ended)}; "
         f"check {'ok' if not failures else f'FAILED ({len(failures)})'}"
     )
+    if run.ending_url:
+        ending = sorted(run.ending_seconds) or [0.0]
+        print(
+            f"    partition: {len(run.ending_seconds)} revocations and sign-outs through the server without its "
+            f"cache, {ending[len(ending) // 2]:.2f} s median, {ending[-1]:.2f} s longest; revoked sessions accepted "
+            f"after their ending was acknowledged: {run.accepted_after_ending} (must be 0)"
+        )
     for message in [*run.errors[:10], *failures[:20]]:
         print(f"    {message}")
     if run.errors:
@@ -346,9 +379,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="how long the clients run, per server")
     parser.add_argument("--clients", type=int, default=24, help=f"clients, {CLIENTS_PER_USER} per user")
     parser.add_argument("--server", choices=list(SERVERS), action="append", help="default: both, in turn")
+    parser.add_argument(
+        "--partition", action="store_true", help="end sessions through a second server cut off from the cache"
+    )
     options = parser.parse_args()
     if options.clients < CLIENTS_PER_USER:
         parser.error(f"--clients must be at least {CLIENTS_PER_USER}")
+    if options.partition and options.cache != "redis":
+        parser.error("--partition needs --cache redis")
     # Ctrl-C and kill both end up in the finally below, which stops the servers and drops what the run made.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
@@ -377,7 +415,8 @@ def main() -> None:
     )
     connection.settings_dict["TEST"]["NAME"] = db_name
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    server = None
+    server = partitioned = None
+    relay = Relay(("127.0.0.1", 6379)) if options.partition else None
     ok = True
     try:
         for index in range(options.clients // CLIENTS_PER_USER):
@@ -387,16 +426,28 @@ def main() -> None:
             # A local-memory cache is one per process: with two, each would serve its own stale copies.
             server = serve(name, run_dir, WORKERS if options.cache == "redis" else 1)
             run = Run(name, SERVERS[name].prefix, server.url("/"), time.monotonic() + options.seconds)
+            if relay is not None:
+                relay.heal()
+                redis_url = f"redis://127.0.0.1:{relay.port}/12"
+                partitioned = serve(name, run_dir, 1, " (partitioned)", {"QSESSIONS_DEMO_REDIS_URL": redis_url})
+                relay.cut()
+                run.ending_url = partitioned.url("/")
             started = time.monotonic()
             asyncio.run(load(run, options.clients))
             seconds = time.monotonic() - started
             server.stop()
+            if partitioned is not None:
+                partitioned.stop()
+                partitioned = None
             failures = run.failures + check(run)
             ok = report(run, seconds, failures, server.log_tail()) and ok
             server = None
     finally:
-        if server is not None:
-            server.stop()
+        for running in (server, partitioned):
+            if running is not None:
+                running.stop()
+        if relay is not None:
+            relay.cut()
         connection.close()
         connection.creation.destroy_test_db(db_name, verbosity=0)
         if options.cache == "redis":

@@ -4,8 +4,9 @@ The load test (``bench/load.py``) serves this site from PostgreSQL and Redis, th
 
 - ``QSESSIONS_DEMO_DB``: ``sqlite`` (default) or ``postgresql`` (on 127.0.0.1, user ``postgres``);
   ``QSESSIONS_DEMO_DB_NAME`` the database (the SQLite file, or the server database, default ``qsessions_demo``).
-- ``QSESSIONS_DEMO_CACHE``: ``locmem`` (default) or ``redis`` (``redis://127.0.0.1:6379/12``);
-  ``QSESSIONS_DEMO_CACHE_PREFIX`` its ``KEY_PREFIX``, so that a run can delete exactly its own keys.
+- ``QSESSIONS_DEMO_CACHE``: ``locmem`` (default) or ``redis`` (``QSESSIONS_DEMO_REDIS_URL``, default
+  ``redis://127.0.0.1:6379/12``); ``QSESSIONS_DEMO_CACHE_PREFIX`` its ``KEY_PREFIX``, so that a run can delete
+  exactly its own keys.
 - ``QSESSIONS_DEMO_CONN_MAX_AGE``: the database's ``CONN_MAX_AGE`` (default 0).
 - ``QSESSIONS_DEMO_LOAD=1``: the JSON views of ``demo_site/load.py`` under ``load/``, a fast password hasher for
   the accounts the load test makes, activity recorded every second, ``DEBUG`` off, and server errors logged to stderr.
@@ -71,7 +72,7 @@ elif _cache == "redis":
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": "redis://127.0.0.1:6379/12",
+            "LOCATION": os.environ.get("QSESSIONS_DEMO_REDIS_URL", "redis://127.0.0.1:6379/12"),
             "KEY_PREFIX": os.environ.get("QSESSIONS_DEMO_CACHE_PREFIX", "qsessions-demo"),
         }
     }
