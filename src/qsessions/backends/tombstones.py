@@ -43,8 +43,8 @@ END_SCRIPT = (
     "end"
 )
 
-#: Seconds between two reads of the owed tombstones by one process: at most how long it serves a session that
-#: another process ended while that one could not reach the cache.
+#: Seconds between two reads of the owed tombstones by one process; and so how long an ending that owes tombstones
+#: waits before it returns (``_wait_until_read()``).
 CHECK_EVERY = 1.0
 
 #: Set once this process's Redis refused ``END_SCRIPT`` (scripting disabled, or forbidden by an ACL).
