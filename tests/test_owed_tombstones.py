@@ -139,6 +139,24 @@ def test_an_ending_that_owes_returns_once_every_process_reads_it(user, flaky, mo
     assert waits == ["waited"] * 2
 
 
+def test_an_ending_in_batches_waits_once(user, flaky, monkeypatch):
+    from django.db import connection
+
+    from qsessions import models
+
+    waits: list[str] = []
+    monkeypatch.setattr(tombstones, "_wait_until_read", lambda: waits.append("waited"))
+    # Where the database has no DELETE … RETURNING: a SELECT and a DELETE per batch of keys.
+    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", False)
+    monkeypatch.setattr(models, "DELETE_BATCH_SIZE", 2)
+    keys = [saved(SessionStore, user).session_key for _ in range(5)]
+    flaky.failing = True
+
+    assert revoke_all_sessions(user) == 5
+    assert waits == ["waited"]
+    assert sorted(OwedTombstone.objects.values_list("session_key", flat=True)) == sorted(keys)
+
+
 def test_a_failed_read_of_what_is_owed_is_logged_and_the_session_served(monkeypatch, caplog):
     key = _cached()
     monkeypatch.setattr(OwedTombstone._meta, "db_table", "qsessions_no_such_table")
