@@ -124,19 +124,37 @@ def test_an_ending_while_the_cache_is_known_to_fail_is_owed_in_its_transaction(u
 
 
 def test_an_ending_that_owes_returns_once_every_process_reads_it(user, flaky, monkeypatch):
-    waits: list[str] = []
-    monkeypatch.setattr(tombstones, "_wait_until_read", lambda: waits.append("waited"))
+    waits: list[float] = []
+    monkeypatch.setattr(tombstones.time, "sleep", waits.append)
     saved(SessionStore, user)
     flaky.failing = True
 
     assert revoke_all_sessions(user) == 1
-    assert waits == ["waited"]
+    assert waits == [tombstones.CHECK_EVERY]
     with transaction.atomic():
         saved(SessionStore, user)
         assert revoke_all_sessions(user) == 1
         # Not before the rows are gone for every other connection.
-        assert waits == ["waited"]
-    assert waits == ["waited"] * 2
+        assert waits == [tombstones.CHECK_EVERY]
+    assert waits == [tombstones.CHECK_EVERY] * 2
+
+
+def test_endings_committed_together_wait_once(user, other_user, flaky, monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(tombstones.time, "sleep", waits.append)
+    saved(SessionStore, user)
+    saved(SessionStore, other_user)
+    flaky.failing = True
+    cache_guard.failed(caches["flaky"], ConnectionError("down"))
+
+    with transaction.atomic():
+        assert revoke_all_sessions(user) == 1
+        assert revoke_all_sessions(other_user) == 1
+    assert waits == [tombstones.CHECK_EVERY]
+    # A later ending waits again.
+    saved(SessionStore, user)
+    assert revoke_all_sessions(user) == 1
+    assert waits == [tombstones.CHECK_EVERY] * 2
 
 
 def test_an_ending_in_batches_waits_once(user, flaky, monkeypatch):
@@ -144,8 +162,8 @@ def test_an_ending_in_batches_waits_once(user, flaky, monkeypatch):
 
     from qsessions import models
 
-    waits: list[str] = []
-    monkeypatch.setattr(tombstones, "_wait_until_read", lambda: waits.append("waited"))
+    waits: list[float] = []
+    monkeypatch.setattr(tombstones.time, "sleep", waits.append)
     # Where the database has no DELETE … RETURNING: a SELECT and a DELETE per batch of keys.
     monkeypatch.setattr(connection.features, "can_return_columns_from_insert", False)
     monkeypatch.setattr(models, "DELETE_BATCH_SIZE", 2)
@@ -153,7 +171,7 @@ def test_an_ending_in_batches_waits_once(user, flaky, monkeypatch):
     flaky.failing = True
 
     assert revoke_all_sessions(user) == 5
-    assert waits == ["waited"]
+    assert waits == [tombstones.CHECK_EVERY]
     assert sorted(OwedTombstone.objects.values_list("session_key", flat=True)) == sorted(keys)
 
 

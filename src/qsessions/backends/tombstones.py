@@ -13,6 +13,7 @@ process that could not reach the cache, and is seen by every other one.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -49,6 +50,8 @@ CHECK_EVERY = 1.0
 
 #: Set once this process's Redis refused ``END_SCRIPT`` (scripting disabled, or forbidden by an ACL).
 _scripts_refused = False
+#: Per thread, ``databases``: those this thread owed tombstones on since its last wait (``_wait_until_read()``).
+_unwaited = threading.local()
 
 
 def caching_store() -> Any:
@@ -90,21 +93,26 @@ def owe(keys: Sequence[str], seconds: int, using: str) -> None:
     keep_until = timezone.now() + timedelta(seconds=seconds)
     owed = (OwedTombstone(session_key=key, keep_until=keep_until) for key in keys)
     OwedTombstone.objects.using(using).bulk_create(owed, batch_size=cache_guard.BATCH_SIZE, ignore_conflicts=True)
+    _unwaited.__dict__.setdefault("databases", set()).add(using)
     if transaction.get_connection(using).in_atomic_block:
-        transaction.on_commit(_wait_until_read, using=using)
+        transaction.on_commit(partial(_wait_until_read, using), using=using)
     else:
-        _wait_until_read()
+        _wait_until_read(using)
 
 
-def _wait_until_read() -> None:
-    """Return once every process reads the tombstones just owed before it reads an entry.
+def _wait_until_read(using: str) -> None:
+    """Return once every process reads the tombstones just owed on ``using`` before it reads an entry.
 
     A process reads what is owed before its first load that comes ``CHECK_EVERY`` seconds or more after its last
     read. So ``CHECK_EVERY`` after they are committed, a load anywhere either reads them, or comes less than
     ``CHECK_EVERY`` after a read that came after the commit (and so wrote them to its cache, or found its cache
     failing and read rows). The ending that owed them returns only then: once it has, no process serves the entries.
+    Several endings committed together wait once: the first wait is after the commit of them all.
     """
-    time.sleep(CHECK_EVERY)
+    databases = _unwaited.__dict__.get("databases", set())
+    if using in databases:
+        databases.discard(using)
+        time.sleep(CHECK_EVERY)
 
 
 def check_owed(store: Any) -> None:
