@@ -20,7 +20,7 @@ from contextlib import nullcontext
 from datetime import datetime, timedelta
 from functools import partial
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.cache import BaseCache, caches
@@ -29,6 +29,11 @@ from django.db import DatabaseError, router, transaction
 from django.utils import timezone
 
 from qsessions.backends import cache_guard
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+    from qsessions.models import OwedTombstone
 
 #: Where a session's tombstone is kept: its key follows. Session keys are alphanumeric, so no entry key is one.
 PREFIX = "qsessions.revoked"
@@ -52,6 +57,8 @@ CHECK_EVERY = 1.0
 _scripts_refused = False
 #: Per thread, ``databases``: those this thread owed tombstones on since its last wait (``_wait_until_read()``).
 _unwaited = threading.local()
+#: Set while this process's reads of what is owed fail, so that a failing read is logged once, not once a second.
+_check_failing = False
 
 
 def caching_store() -> Any:
@@ -118,33 +125,46 @@ def _wait_until_read(using: str) -> None:
 def check_owed(store: Any) -> None:
     """Write the tombstones owed by any process to the cache of ``store`` (a caching store class), deleting their
     entries, and forget them; the next check is ``CHECK_EVERY`` seconds away. What the cache does not take stays
-    owed. A database error is logged: it must not fail a request that the cache could serve.
+    owed. A database error is logged, once until a check works again: it must not fail a request that the cache
+    could serve.
     """
     from qsessions.models import OwedTombstone
 
+    global _check_failing
     cache_guard.owed_check_at = time.monotonic() + CHECK_EVERY
     # Where the store's rows are, and so where their endings were owed.
     using = router.db_for_write(store.get_model_class())
-    owed = OwedTombstone.objects.using(using)
-    cache = caches[settings.SESSION_CACHE_ALIAS]
     # Inside a transaction, a savepoint: a failed read must not break the caller's transaction.
     try:
         with transaction.atomic(using) if transaction.get_connection(using).in_atomic_block else nullcontext():
-            while batch := list(owed.values_list("session_key", "keep_until")[: cache_guard.BATCH_SIZE]):
-                now = timezone.now()
-                # Past its time, a tombstone outvotes nothing: the entry it was for has expired.
-                due = [(key, until) for key, until in batch if until > now]
-                if due:
-                    seconds = int((max(until for _, until in due) - now).total_seconds()) + 1
-                    tombstones = [PREFIX + key for key, _ in due]
-                    entries = [store.cache_key_prefix + key for key, _ in due]
-                    if not cache_guard.write(cache, _end, cache, tombstones, entries, seconds):
-                        return
-                owed.filter(session_key__in=[key for key, _ in batch]).delete()
-                if len(batch) < cache_guard.BATCH_SIZE:
-                    return
+            _write_owed(OwedTombstone.objects.using(using), store.cache_key_prefix)
     except DatabaseError as error:
-        cache_guard.logger.error("Could not read the session tombstones owed to the cache (%s)", error, exc_info=error)
+        if not _check_failing:
+            cache_guard.logger.error(
+                "Could not read the session tombstones owed to the cache (%s)", error, exc_info=error
+            )
+        _check_failing = True
+    else:
+        _check_failing = False
+
+
+def _write_owed(owed: QuerySet[OwedTombstone], entry_prefix: str) -> None:
+    """``check_owed()``'s work: ``owed`` (the ``OwedTombstone`` rows) written to the session cache a batch at a
+    time, each batch deleted once written; its entries are ``entry_prefix`` + key."""
+    cache = caches[settings.SESSION_CACHE_ALIAS]
+    while batch := list(owed.values_list("session_key", "keep_until")[: cache_guard.BATCH_SIZE]):
+        now = timezone.now()
+        # Past its time, a tombstone outvotes nothing: the entry it was for has expired.
+        due = [(key, until) for key, until in batch if until > now]
+        if due:
+            seconds = int((max(until for _, until in due) - now).total_seconds()) + 1
+            tombstones = [PREFIX + key for key, _ in due]
+            entries = [entry_prefix + key for key, _ in due]
+            if not cache_guard.write(cache, _end, cache, tombstones, entries, seconds):
+                return
+        owed.filter(session_key__in=[key for key, _ in batch]).delete()
+        if len(batch) < cache_guard.BATCH_SIZE:
+            return
 
 
 def timeout(latest: datetime | None) -> int:
