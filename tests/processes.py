@@ -100,7 +100,7 @@ class AppProcess:
         return bool(self._ask(do="load", key=key))
 
     def revoke_all_sessions(self, user: Any) -> int:
-        return int(self._ask(do="revoke_all", user=user.pk))
+        return int(self._ask(do="revoke_all", user=str(user.pk)))
 
     def exit(self) -> None:
         """End the process as a server or a command ends: its memory, and whatever it still owed there, goes."""
