@@ -80,6 +80,8 @@ class Counter:
 
         self.sql = 0
         self.cache = 0
+        #: Seconds of the longest statement.
+        self.longest = 0.0
         self._depth = 0
         connection.execute_wrappers.append(self._count_sql)
         cache = caches["default"]
@@ -92,7 +94,11 @@ class Counter:
 
     def _count_sql(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
         self.sql += 1
-        return execute(sql, params, many, context)
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.longest = max(self.longest, time.perf_counter() - started)
 
     def _counting(self, method: Callable[..., Any]) -> Callable[..., Any]:
         def counted(*args: Any, **kwargs: Any) -> Any:
@@ -106,9 +112,11 @@ class Counter:
         return counted
 
     def timed(self, operation: Callable[[], Any]) -> dict[str, float]:
-        """Milliseconds, statements and round trips of one ``operation()``."""
+        """Milliseconds, statements, round trips and the longest statement's milliseconds of one ``operation()``."""
         gc.collect()
         self.sql = self.cache = 0
+        self.longest = 0.0
         started = time.perf_counter()
         operation()
-        return {"ms": (time.perf_counter() - started) * 1000, "sql": self.sql, "cache": self.cache}
+        elapsed = (time.perf_counter() - started) * 1000
+        return {"ms": elapsed, "sql": self.sql, "cache": self.cache, "longest_ms": self.longest * 1000}

@@ -2,10 +2,14 @@
 
     .venv/bin/python bench/bulk.py [--db sqlite|postgresql|mariadb] [--cache locmem|redis] [--rounds 3]
         [--expired 100000] [--live 10000] [--revoke 2000] [--no-published] [--only list|revoke|clearsessions]
+        [--random-order]
 
 Scenarios: listing a user's 50 sessions with their device and location; revoking a user's sessions with
-``user.session_set.all().delete()``; ``clearsessions`` over expired and live rows. For each it prints the median time
-per operation, its ratio to a reference engine, and the SQL statements and cache round-trips one operation costs.
+``user.session_set.all().delete()``; ``clearsessions`` over expired and live rows, inserted in expiry order or, with
+``--random-order``, in an order that is not (as a real table's rows are stored: sessions are created, extended and
+saved at random times). For each it prints the median time per operation, its ratio to a reference engine, the SQL
+statements and cache round-trips one operation costs, and for ``clearsessions`` its longest statement and the rows it
+deletes per second.
 
 The published package has our import name, so it runs in a child process, in a virtualenv made once in
 ``bench/.published/``: once per round, before our engines in odd rounds and after them in even ones. Within a round
@@ -22,6 +26,7 @@ import functools
 import gc
 import json
 import os
+import random
 import secrets
 import statistics
 import subprocess
@@ -243,13 +248,15 @@ def scenario_clearsessions(store_class: Any, options: argparse.Namespace, counte
         )
         for index in range(options.expired + options.live)
     ]
+    if options.random_order:
+        random.Random(0).shuffle(rows)
     model.objects.bulk_create(rows, batch_size=2000)
     prefix = getattr(store_class, "cache_key_prefix", None)
     if prefix is not None:
         # What the entries hold does not matter to clearsessions, only that the live sessions are cached.
         live = {prefix + row.pk: data for row in rows[options.expired :]}
         caches["default"].set_many(live, timeout=14 * 24 * 3600)
-    sample = counter.timed(lambda: call_command("clearsessions"))
+    sample = {**counter.timed(lambda: call_command("clearsessions")), "deleted": options.expired}
     _check(model.objects.count() == options.live, "clearsessions did not leave exactly the live sessions")
     _check(not model.objects.filter(expire_date__lt=now).exists(), "an expired session is left")
     _empty(store_class)
@@ -315,6 +322,8 @@ def run_published_round(round_index: int, options: argparse.Namespace) -> Result
     command = [str(published_python()), __file__, "--engines", "published", "--round", str(round_index)]
     for name in ("db", "cache", "expired", "live", "revoke"):
         command += [f"--{name}", str(getattr(options, name))]
+    if options.random_order:
+        command.append("--random-order")
     for only in options.only:
         command += ["--only", only]
     return json.loads(subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout)
@@ -324,10 +333,11 @@ def report(results: Results) -> None:
     for title, (_, engines, reference) in SCENARIOS.items():
         if title not in results:
             continue
-        extra = "reads_ms" in next(iter(results[title].values()))[0]
+        first = next(iter(results[title].values()))[0]
+        extra, deleting = "reads_ms" in first, "deleted" in first
         print(f"\n{title}")
         header = f"  {'engine':20} {'median ms':>10} {'ratio':>7} {'SQL':>5} {'cache':>6}"
-        print(header + (" device+location ms" if extra else ""))
+        print(header + (" device+location ms" if extra else "") + (" longest ms  rows/s" if deleting else ""))
         for engine in engines:
             samples = results[title].get(engine)
             if not samples:
@@ -340,6 +350,9 @@ def report(results: Results) -> None:
             line = f"  {engine:20} {median:10.2f} {ratio} {sql:5g} {cache_ops:6g}"
             if extra:
                 line += f" {statistics.median(sample['reads_ms'] for sample in samples):18.2f}"
+            if deleting:
+                longest = statistics.median(sample["longest_ms"] for sample in samples)
+                line += f" {longest:10.2f} {samples[0]['deleted'] / median * 1000:7.0f}"
             print(line)
 
 
@@ -352,6 +365,7 @@ def main() -> None:
     parser.add_argument("--live", type=int, default=10_000, help="live rows clearsessions keeps")
     parser.add_argument("--revoke", type=int, default=2000, help="sessions of the user who is signed out everywhere")
     parser.add_argument("--no-published", action="store_true", help=f"leave out django-qsessions {PUBLISHED}")
+    parser.add_argument("--random-order", action="store_true", help="store clearsessions' rows out of expiry order")
     parser.add_argument(
         "--only",
         action="append",

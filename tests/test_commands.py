@@ -6,9 +6,10 @@ from datetime import timedelta
 import pytest
 from django.core.cache import caches
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
-from qsessions.backends import cached_db
+from qsessions.backends import cached_db, db
 from qsessions.models import Session
 from tests.conftest import CHROME_ANDROID, saved
 
@@ -33,6 +34,8 @@ def test_clearsessions_deletes_in_bounded_batches_and_leaves_the_cache_alone(eng
     from qsessions import models
 
     monkeypatch.setattr(models, "EXPIRED_BATCH_SIZE", 3)
+    # Windows of expiry dates, as on SQLite and MariaDB (on PostgreSQL, where fewer rows expired than there are pages).
+    monkeypatch.setattr(models, "heap_pages", lambda rows: None)
     now = timezone.now()
     keys = [saved(engine).session_key for _ in range(9)]
     for index, key in enumerate(keys[:7]):
@@ -78,3 +81,41 @@ def test_clearsessions_gets_past_more_rows_than_a_batch_that_expire_together(eng
     call_command("clearsessions")
 
     assert set(Session.objects.values_list("pk", flat=True)) == set(keys[6:])
+
+
+def _spread_out(count: int, expired: int) -> list[str]:
+    """``count`` sessions of about 1.5 kB, a few to a page, stored in an order that is not their expiry order: every
+    third of the first ``3 * expired`` has expired."""
+    keys = [saved(db.SessionStore, blob="x" * 1500).session_key for _ in range(count)]
+    for index, key in enumerate(keys[: 3 * expired : 3]):
+        Session.objects.filter(pk=key).update(expire_date=timezone.now() - timedelta(minutes=index + 1))
+    return keys
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="ranges of pages are PostgreSQL's")
+def test_clearsessions_walks_the_table_by_pages_where_more_rows_expired_than_it_has_pages(monkeypatch, statements):
+    from qsessions import models
+
+    monkeypatch.setattr(models, "EXPIRED_BATCH_SIZE", 3)
+    keys = _spread_out(30, expired=10)
+    with statements() as run:
+        assert Session.objects.delete_expired() == 10
+    deletes = [sql for sql in run.sql if sql.startswith("DELETE")]
+    # Each reads a range of pages (a TID range scan), never a window of expiry dates.
+    assert deletes
+    assert all("ctid >= '(" in sql and "expire_date" in sql for sql in deletes)
+    assert set(Session.objects.values_list("pk", flat=True)) == set(keys) - set(keys[:30:3])
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="ranges of pages are PostgreSQL's")
+def test_clearsessions_reads_expiry_windows_where_fewer_rows_expired_than_there_are_pages(monkeypatch, statements):
+    from qsessions import models
+
+    monkeypatch.setattr(models, "EXPIRED_BATCH_SIZE", 3)
+    keys = _spread_out(60, expired=4)
+    with statements() as run:
+        assert Session.objects.delete_expired() == 4
+    deletes = [sql for sql in run.sql if sql.startswith("DELETE")]
+    assert deletes
+    assert not any("ctid" in sql for sql in deletes)
+    assert set(Session.objects.values_list("pk", flat=True)) == set(keys) - set(keys[:12:3])

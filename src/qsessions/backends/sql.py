@@ -125,6 +125,21 @@ def delete_rows(rows: QuerySet[Session]) -> int:
     return models.QuerySet.delete(rows)[0]
 
 
+def _delete_sql(rows: QuerySet[Session], connection: BaseDatabaseWrapper) -> tuple[str, tuple[Any, ...]]:
+    """The DELETE of these rows and its parameters. Raises ``EmptyResultSet`` for rows that cannot match."""
+    query = rows.query.clone()
+    query.__class__ = DeleteQuery
+    compiler = query.get_compiler(connection=connection)
+    if compiler.single_alias:
+        # The rows' own WHERE (``user_id = %s`` for a user's sessions): an IN (SELECT …) of the same rows was planned
+        # as a scan of the whole table by PostgreSQL at some table sizes.
+        delete, params = compiler.as_sql()
+        return delete, tuple(params)
+    quote = connection.ops.quote_name
+    select, params = rows.values_list("pk").query.get_compiler(connection=connection).as_sql()
+    return f"DELETE FROM {quote(rows.model._meta.db_table)} WHERE {quote('session_key')} IN ({select})", tuple(params)
+
+
 def delete_returning(rows: QuerySet[Session]) -> tuple[list[str], datetime | None] | None:
     """``DELETE … RETURNING`` these rows' keys and the latest expiry date among those that end more than
     ``SESSION_COOKIE_AGE`` from now (``None`` if none does), or ``None`` where the database has no ``RETURNING``.
@@ -137,18 +152,9 @@ def delete_returning(rows: QuerySet[Session]) -> tuple[list[str], datetime | Non
     if not connection.features.can_return_columns_from_insert:
         return None
     quote = connection.ops.quote_name
-    table, key, expire_date = quote(rows.model._meta.db_table), quote("session_key"), quote("expire_date")
-    query = rows.query.clone()
-    query.__class__ = DeleteQuery
-    compiler = query.get_compiler(connection=connection)
+    key, expire_date = quote("session_key"), quote("expire_date")
     try:
-        if compiler.single_alias:
-            # The rows' own WHERE (``user_id = %s`` for a user's sessions): an IN (SELECT …) of the same rows was
-            # planned as a scan of the whole table by PostgreSQL at some table sizes.
-            delete, params = compiler.as_sql()
-        else:
-            select, params = rows.values_list("pk").query.get_compiler(connection=connection).as_sql()
-            delete = f"DELETE FROM {table} WHERE {key} IN ({select})"
+        delete, params = _delete_sql(rows, connection)
     except EmptyResultSet:
         # A filter that matches nothing, such as pk__in=[]: no statement at all.
         return [], None
@@ -164,3 +170,44 @@ def delete_returning(rows: QuerySet[Session]) -> tuple[list[str], datetime | Non
     if latest is not None:
         latest = datetime_converter(connection, rows.model)(latest)
     return [key for key, _ in returned], latest
+
+
+def heap_pages(rows: QuerySet[Session]) -> int | None:
+    """How many pages the rows' table has on PostgreSQL, whose TID range scans (14 and newer, as Django requires)
+    read a range of pages (``in_pages()``) and nothing else; ``None`` elsewhere."""
+    connection = connections[rows.db]
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_relation_size(%s) / current_setting('block_size')::int", [rows.model._meta.db_table])
+        return int(cursor.fetchone()[0])
+
+
+def delete_by_pages(rows: QuerySet[Session], pages: int, batch_size: int) -> int:
+    """Delete these rows (of a table of ``pages`` pages, on PostgreSQL) one range of pages at a time, in the order
+    the pages are stored, each range sized from the one before for about ``batch_size`` rows. Returns how many.
+
+    Each DELETE reads its pages alone (a TID range scan). The statement is compiled once: the ORM's work for each
+    batch cost more than a small batch's SQL.
+    """
+    connection = connections[rows.db]
+    in_pages = models.expressions.RawSQL(
+        "ctid >= %s::tid AND ctid < %s::tid", ("(0,0)", "(0,0)"), output_field=models.BooleanField()
+    )
+    try:
+        delete, params = _delete_sql(rows.filter(in_pages), connection)
+    except EmptyResultSet:
+        return 0
+    # The range's bounds are the last two parameters: its condition is the last one added.
+    params = params[:-2]
+    deleted, first, span = 0, 0, 64
+    with connection.cursor() as cursor:
+        while first < pages:
+            end = min(first + span, pages)
+            cursor.execute(delete, (*params, f"({first},0)", f"({end},0)"))
+            batch = cursor.rowcount
+            deleted += batch
+            # Never more than double (a sparse range says little about the next one), never under a page.
+            span = max(1, int(span * (min(2.0, batch_size / batch) if batch else 2.0)))
+            first = end
+    return deleted
