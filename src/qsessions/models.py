@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from qsessions import devices, geoip
 from qsessions.backends.payload import pop_extras
-from qsessions.backends.sql import delete_by_pages, delete_returning, delete_rows, heap_pages
+from qsessions.backends.sql import delete_by_pages, delete_returning, delete_rows, heap_pages, outnumber_pages
 from qsessions.backends.tombstones import caching_store, forget
 
 # Documented as qsessions.models.make_public_id.
@@ -146,22 +146,23 @@ class SessionQuerySet(models.QuerySet["Session"]):
         Each DELETE is its own statement, so no transaction holds the locks of millions of rows. The first batch ends
         where the oldest ``EXPIRED_BATCH_SIZE`` rows end, found by walking that many entries of the index on
         ``expire_date``; each later one covers a window of ``expire_date`` sized from the density of the one before,
-        which costs no walk. On PostgreSQL, when more rows have expired than the table has pages, the batches are
-        ranges of pages instead, walked in the order they are stored (``sql.delete_by_pages()``). The cache is left
+        which costs no walk. On PostgreSQL, when more rows have expired than the table has pages (as counted in a
+        sample of its pages), the batches are ranges of pages instead, walked in the order they are stored
+        (``sql.delete_by_pages()``), and nothing walks the index. The cache is left
         alone: the entries of expired sessions have expired with them.
         """
         rows = self.using(self._db or router.db_for_write(self.model)).order_by()
         now = timezone.now()
+        pages = heap_pages(rows)
+        if pages and outnumber_pages(rows.filter(expire_date__lt=now), pages):
+            # More expired rows than pages: windows of expiry dates would read most pages once per window, as rows
+            # are not stored in expiry order. Rows stored past the last page once the walk began are not expired.
+            return delete_by_pages(rows.filter(expire_date__lt=now), pages, EXPIRED_BATCH_SIZE)
         expired = rows.filter(expire_date__lt=now).order_by("expire_date").values_list("expire_date", flat=True)
         oldest = expired.first()
         if oldest is None:
             return 0
         start = expired[EXPIRED_BATCH_SIZE - 1 : EXPIRED_BATCH_SIZE].first()
-        pages = heap_pages(rows) if start is not None else None
-        if pages and expired[pages - 1 : pages].first() is not None:
-            # More expired rows than pages: windows of expiry dates would read most pages once per window, as rows
-            # are not stored in expiry order. Rows stored past the last page once the walk began are not expired.
-            return delete_by_pages(rows.filter(expire_date__lt=now), pages, EXPIRED_BATCH_SIZE)
         # Every DELETE names both bounds of its range, and only those. With one bound, PostgreSQL takes a range for a
         # third of the table until statistics say otherwise, and scans all of it; given ``now`` as well, SQLite may
         # walk its index up to ``now``.

@@ -174,13 +174,55 @@ def delete_returning(rows: QuerySet[Session]) -> tuple[list[str], datetime | Non
 
 def heap_pages(rows: QuerySet[Session]) -> int | None:
     """How many pages the rows' table has on PostgreSQL, whose TID range scans (14 and newer, as Django requires)
-    read a range of pages (``in_pages()``) and nothing else; ``None`` elsewhere."""
+    read a range of pages and nothing else; ``None`` elsewhere."""
     connection = connections[rows.db]
     if connection.vendor != "postgresql":
         return None
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_relation_size(%s) / current_setting('block_size')::int", [rows.model._meta.db_table])
         return int(cursor.fetchone()[0])
+
+
+def _in_a_page_range(rows: QuerySet[Session], statement: str) -> tuple[str, tuple[Any, ...]]:
+    """The ``"delete"`` or ``"select"`` (of keys) of those of ``rows`` in a range of pages, and its parameters but
+    the range's bounds, which go last: a range's condition is the last one added."""
+    connection = connections[rows.db]
+    in_range = models.expressions.RawSQL(
+        "ctid >= %s::tid AND ctid < %s::tid", ("(0,0)", "(0,0)"), output_field=models.BooleanField()
+    )
+    ranged = rows.filter(in_range)
+    if statement == "delete":
+        sql, params = _delete_sql(ranged, connection)
+    else:
+        sql, select_params = ranged.values("pk").query.get_compiler(connection=connection).as_sql()
+        params = tuple(select_params)
+    return sql, params[:-2]
+
+
+def _bounds(first: int, end: int) -> tuple[str, str]:
+    return f"({first},0)", f"({end},0)"
+
+
+def outnumber_pages(rows: QuerySet[Session], pages: int, sample: int = 64) -> bool:
+    """Whether these rows, of a table of ``pages`` pages on PostgreSQL, outnumber its pages: counted in ``sample``
+    pages, eight evenly spaced ranges of them (all pages of a smaller table), in one statement."""
+    connection = connections[rows.db]
+    step = max(1, sample // 8)
+    ranges = (
+        [(0, pages)] if pages <= sample else [(index * pages // 8, index * pages // 8 + step) for index in range(8)]
+    )
+    try:
+        select, params = _in_a_page_range(rows, "select")
+    except EmptyResultSet:
+        return False
+    union = " UNION ALL ".join([f"({select})"] * len(ranges))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM ({union}) AS sample",
+            [value for bounds in ranges for value in (*params, *_bounds(*bounds))],
+        )
+        found = int(cursor.fetchone()[0])
+    return found >= sum(end - first for first, end in ranges)
 
 
 def delete_by_pages(rows: QuerySet[Session], pages: int, batch_size: int) -> int:
@@ -190,21 +232,15 @@ def delete_by_pages(rows: QuerySet[Session], pages: int, batch_size: int) -> int
     Each DELETE reads its pages alone (a TID range scan). The statement is compiled once: the ORM's work for each
     batch cost more than a small batch's SQL.
     """
-    connection = connections[rows.db]
-    in_pages = models.expressions.RawSQL(
-        "ctid >= %s::tid AND ctid < %s::tid", ("(0,0)", "(0,0)"), output_field=models.BooleanField()
-    )
     try:
-        delete, params = _delete_sql(rows.filter(in_pages), connection)
+        delete, params = _in_a_page_range(rows, "delete")
     except EmptyResultSet:
         return 0
-    # The range's bounds are the last two parameters: its condition is the last one added.
-    params = params[:-2]
     deleted, first, span = 0, 0, 64
-    with connection.cursor() as cursor:
+    with connections[rows.db].cursor() as cursor:
         while first < pages:
             end = min(first + span, pages)
-            cursor.execute(delete, (*params, f"({first},0)", f"({end},0)"))
+            cursor.execute(delete, (*params, *_bounds(first, end)))
             batch = cursor.rowcount
             deleted += batch
             # Never more than double (a sparse range says little about the next one), never under a page.
