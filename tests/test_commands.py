@@ -112,7 +112,7 @@ def test_clearsessions_walks_the_table_by_pages_where_more_rows_expired_than_it_
     deletes = [sql for sql in run.sql if sql.startswith("DELETE")]
     # Each reads a range of pages (a TID range scan), never a window of expiry dates.
     assert deletes
-    assert all("ctid >= '(" in sql and "expire_date" in sql for sql in deletes)
+    assert all(".ctid >= '(" in sql and "expire_date" in sql for sql in deletes)
     assert set(Session.objects.values_list("pk", flat=True)) == set(keys) - set(keys[:30:3])
 
 
@@ -149,6 +149,18 @@ def test_clearsessions_counts_expired_rows_in_a_sample_of_a_larger_tables_pages(
     assert run.kinds[:2] == ["SELECT", "SELECT"]
     assert run.sql[1].count("UNION ALL") == 7
     assert set(run.kinds[2:]) == {"DELETE"}
-    assert all("ctid >= '(" in sql for sql in run.sql[2:])
+    assert all(".ctid >= '(" in sql for sql in run.sql[2:])
     assert Session.objects.count() == 200
     assert not Session.objects.filter(expire_date__lt=now).exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="ranges of pages are PostgreSQL's")
+@pytest.mark.usefixtures("fresh_table")
+def test_clearsessions_by_pages_of_sessions_filtered_across_a_relation(user, other_user):
+    mine = [saved(db.SessionStore, user, blob=secrets.token_urlsafe(750)).session_key for _ in range(12)]
+    theirs = [saved(db.SessionStore, other_user, blob=secrets.token_urlsafe(750)).session_key for _ in range(12)]
+    Session.objects.update(expire_date=timezone.now() - timedelta(minutes=1))
+    # Joined with the user table, which has a ctid of its own.
+    assert Session.objects.filter(user__username="alice").delete_expired() == 12
+    assert set(Session.objects.values_list("pk", flat=True)) == set(theirs)
+    assert not set(mine) & set(Session.objects.values_list("pk", flat=True))

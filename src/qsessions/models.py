@@ -148,8 +148,8 @@ class SessionQuerySet(models.QuerySet["Session"]):
         ``expire_date``; each later one covers a window of ``expire_date`` sized from the density of the one before,
         which costs no walk. On PostgreSQL, when more rows have expired than the table has pages (as counted in a
         sample of its pages), the batches are ranges of pages instead, walked in the order they are stored
-        (``sql.delete_by_pages()``), and nothing walks the index. The cache is left
-        alone: the entries of expired sessions have expired with them.
+        (``sql.delete_by_pages()``), and nothing walks the index. The cache is left alone: the entries of expired
+        sessions have expired with them.
         """
         rows = self.using(self._db or router.db_for_write(self.model)).order_by()
         now = timezone.now()

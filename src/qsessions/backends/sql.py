@@ -187,8 +187,10 @@ def _in_a_page_range(rows: QuerySet[Session], statement: str) -> tuple[str, tupl
     """The ``"delete"`` or ``"select"`` (of keys) of those of ``rows`` in a range of pages, and its parameters but
     the range's bounds, which go last: a range's condition is the last one added."""
     connection = connections[rows.db]
+    # Named with its table: a filter across a relation joins another table, which has a ctid too.
+    ctid = f"{connection.ops.quote_name(rows.model._meta.db_table)}.ctid"
     in_range = models.expressions.RawSQL(
-        "ctid >= %s::tid AND ctid < %s::tid", ("(0,0)", "(0,0)"), output_field=models.BooleanField()
+        f"{ctid} >= %s::tid AND {ctid} < %s::tid", ("(0,0)", "(0,0)"), output_field=models.BooleanField()
     )
     ranged = rows.filter(in_range)
     if statement == "delete":
