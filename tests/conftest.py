@@ -13,7 +13,8 @@ from django.core.cache import caches
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
-from qsessions.backends import cached_db, db
+from qsessions.backends import cached_db, db, tombstones
+from tests.testapp.caches import FlakyCache
 
 ENGINES = {"db": db.SessionStore, "cached_db": cached_db.SessionStore}
 
@@ -103,6 +104,25 @@ def _working_session_cache() -> Iterator[None]:
     yield
     cache_guard.reset()
     cache_guard.owed_check_at = math.inf
+
+
+@pytest.fixture
+def flaky(settings: Any) -> Iterator[type[FlakyCache]]:
+    """The session cache is a ``FlakyCache`` on ``cached_db``: set ``failing`` to take it down, clear it to bring it
+    back."""
+    settings.CACHES = {**settings.CACHES, "flaky": {"BACKEND": "tests.testapp.caches.FlakyCache"}}
+    settings.SESSION_CACHE_ALIAS = "flaky"
+    settings.SESSION_ENGINE = "qsessions.backends.cached_db"
+    FlakyCache.failing, FlakyCache.failed_calls = False, 0
+    yield FlakyCache
+    FlakyCache.failing = False
+
+
+def ended_in_the_cache(key: str) -> bool:
+    """Whether the session cache holds the session's tombstone, and no entry for readers that know nothing of
+    tombstones."""
+    found = caches["default"].get_many([tombstones.PREFIX + key, cached_db.KEY_PREFIX + key])
+    return found == {tombstones.PREFIX + key: 1}
 
 
 @pytest.fixture

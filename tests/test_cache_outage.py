@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,17 +27,6 @@ from tests.testapp.caches import FlakyCache
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LOGGER = "django.contrib.sessions"
-
-
-@pytest.fixture
-def flaky(settings: Any) -> Iterator[type[FlakyCache]]:
-    """The session cache is a ``FlakyCache``: set ``failing`` to take it down, clear it to bring it back."""
-    settings.CACHES = {**settings.CACHES, "flaky": {"BACKEND": "tests.testapp.caches.FlakyCache"}}
-    settings.SESSION_CACHE_ALIAS = "flaky"
-    settings.SESSION_ENGINE = "qsessions.backends.cached_db"
-    FlakyCache.failing, FlakyCache.failed_calls = False, 0
-    yield FlakyCache
-    FlakyCache.failing = False
 
 
 @pytest.fixture

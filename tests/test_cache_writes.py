@@ -19,7 +19,7 @@ from qsessions.backends.tombstones import PREFIX as TOMBSTONE_PREFIX
 from qsessions.models import Session
 from qsessions.revoke import revoke_all_sessions
 from tests.conftest import CHROME_ANDROID, FIREFOX_LINUX, delete_behind_the_stores_back, saved
-from tests.testapp.caches import FlakyCache, KeyRefusingCache, WriteRefusingCache
+from tests.testapp.caches import KeyRefusingCache, WriteRefusingCache
 
 pytestmark = pytest.mark.django_db
 # The async tests run with transaction=True: the async ORM works in a thread of its own, outside a test transaction.
@@ -227,28 +227,18 @@ def test_a_revocation_in_a_transaction_whose_entry_deletes_are_refused_still_del
     assert _errors(caplog) == [_refused_write_message()]
 
 
-def test_a_store_without_a_key_loads_nothing_and_asks_no_cache(settings):
-    settings.CACHES = {**settings.CACHES, "flaky": {"BACKEND": "tests.testapp.caches.FlakyCache"}}
-    settings.SESSION_CACHE_ALIAS = "flaky"
-    FlakyCache.failing, FlakyCache.failed_calls = True, 0
-    try:
-        assert SessionStore(user_agent=CHROME_ANDROID, ip="10.1.2.3").load() == {}
-    finally:
-        FlakyCache.failing = False
-    assert FlakyCache.failed_calls == 0
+def test_a_store_without_a_key_loads_nothing_and_asks_no_cache(flaky):
+    flaky.failing = True
+    assert SessionStore(user_agent=CHROME_ANDROID, ip="10.1.2.3").load() == {}
+    assert flaky.failed_calls == 0
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("close_thread_connections")
-async def test_an_async_store_without_a_key_loads_nothing_and_asks_no_cache(settings):
-    settings.CACHES = {**settings.CACHES, "flaky": {"BACKEND": "tests.testapp.caches.FlakyCache"}}
-    settings.SESSION_CACHE_ALIAS = "flaky"
-    FlakyCache.failing, FlakyCache.failed_calls = True, 0
-    try:
-        assert await SessionStore(user_agent=CHROME_ANDROID, ip="10.1.2.3").aload() == {}
-    finally:
-        FlakyCache.failing = False
-    assert FlakyCache.failed_calls == 0
+async def test_an_async_store_without_a_key_loads_nothing_and_asks_no_cache(flaky):
+    flaky.failing = True
+    assert await SessionStore(user_agent=CHROME_ANDROID, ip="10.1.2.3").aload() == {}
+    assert flaky.failed_calls == 0
 
 
 def test_exists_is_answered_by_a_cached_entry_without_sql(settings, django_assert_num_queries):

@@ -84,6 +84,9 @@ def test_clearsessions_gets_past_more_rows_than_a_batch_that_expire_together(eng
     assert set(Session.objects.values_list("pk", flat=True)) == set(keys[6:])
 
 
+postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="ranges of pages are PostgreSQL's")
+
+
 @pytest.fixture
 def fresh_table() -> None:
     """A session table with no pages: the deletes rolled back by earlier tests leave pages behind, which count."""
@@ -100,38 +103,33 @@ def _spread_out(count: int, expired: int) -> list[str]:
     return keys
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="ranges of pages are PostgreSQL's")
+@postgresql_only
 @pytest.mark.usefixtures("fresh_table")
-def test_clearsessions_walks_the_table_by_pages_where_more_rows_expired_than_it_has_pages(monkeypatch, statements):
+@pytest.mark.parametrize(
+    ("count", "expired", "by_pages"),
+    [(30, 10, True), (60, 4, False)],
+    ids=["more-expired-rows-than-pages", "fewer-expired-rows-than-pages"],
+)
+def test_clearsessions_walks_by_pages_only_where_more_rows_expired_than_there_are_pages(
+    count, expired, by_pages, monkeypatch, statements
+):
     from qsessions import models
 
     monkeypatch.setattr(models, "EXPIRED_BATCH_SIZE", 3)
-    keys = _spread_out(30, expired=10)
+    keys = _spread_out(count, expired=expired)
     with statements() as run:
-        assert Session.objects.delete_expired() == 10
-    deletes = [sql for sql in run.sql if sql.startswith("DELETE")]
-    # Each reads a range of pages (a TID range scan), never a window of expiry dates.
-    assert deletes
-    assert all(".ctid >= '(" in sql and "expire_date" in sql for sql in deletes)
-    assert set(Session.objects.values_list("pk", flat=True)) == set(keys) - set(keys[:30:3])
-
-
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="ranges of pages are PostgreSQL's")
-@pytest.mark.usefixtures("fresh_table")
-def test_clearsessions_reads_expiry_windows_where_fewer_rows_expired_than_there_are_pages(monkeypatch, statements):
-    from qsessions import models
-
-    monkeypatch.setattr(models, "EXPIRED_BATCH_SIZE", 3)
-    keys = _spread_out(60, expired=4)
-    with statements() as run:
-        assert Session.objects.delete_expired() == 4
+        assert Session.objects.delete_expired() == expired
     deletes = [sql for sql in run.sql if sql.startswith("DELETE")]
     assert deletes
-    assert not any("ctid" in sql for sql in deletes)
-    assert set(Session.objects.values_list("pk", flat=True)) == set(keys) - set(keys[:12:3])
+    if by_pages:
+        # Each reads a range of pages (a TID range scan), never a window of expiry dates.
+        assert all(".ctid >= '(" in sql and "expire_date" in sql for sql in deletes)
+    else:
+        assert not any("ctid" in sql for sql in deletes)
+    assert set(Session.objects.values_list("pk", flat=True)) == set(keys) - set(keys[: 3 * expired : 3])
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="ranges of pages are PostgreSQL's")
+@postgresql_only
 @pytest.mark.usefixtures("fresh_table")
 def test_clearsessions_counts_expired_rows_in_a_sample_of_a_larger_tables_pages(statements):
     now = timezone.now()
@@ -154,7 +152,7 @@ def test_clearsessions_counts_expired_rows_in_a_sample_of_a_larger_tables_pages(
     assert not Session.objects.filter(expire_date__lt=now).exists()
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="ranges of pages are PostgreSQL's")
+@postgresql_only
 @pytest.mark.usefixtures("fresh_table")
 def test_clearsessions_by_pages_of_sessions_filtered_across_a_relation(user, other_user):
     mine = [saved(db.SessionStore, user, blob=secrets.token_urlsafe(750)).session_key for _ in range(12)]

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import pytest
 from django.conf import settings as django_settings
@@ -24,7 +24,7 @@ from bench._servers import Relay
 from qsessions.backends import tombstones
 from qsessions.backends.cached_db import KEY_PREFIX, SessionStore
 from qsessions.models import OwedTombstone, Session
-from tests.conftest import saved
+from tests.conftest import ended_in_the_cache, saved
 from tests.processes import AppProcess, needs_a_cache_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_a_cache_server]
@@ -35,11 +35,16 @@ def _cached_db(settings: Any) -> None:
     settings.SESSION_ENGINE = "qsessions.backends.cached_db"
 
 
+def _cache_address() -> SplitResult:
+    """The suite's cache server's location, split: a URL (Redis) or ``host:port`` (memcached)."""
+    location = django_settings.CACHES["default"]["LOCATION"]
+    return urlsplit(location if "//" in location else f"//{location}")
+
+
 @pytest.fixture
 def relay() -> Iterator[Relay]:
     """A relay to the suite's cache server: the network of the processes that reach the cache through it."""
-    location = django_settings.CACHES["default"]["LOCATION"]
-    address = urlsplit(location if "//" in location else f"//{location}")
+    address = _cache_address()
     relayed = Relay((address.hostname or "127.0.0.1", address.port or 0))
     yield relayed
     relayed.cut()
@@ -57,9 +62,7 @@ def processes() -> Iterator[list[AppProcess]]:
 def _through(relay: Relay) -> dict[str, Any]:
     """The suite's cache settings, reached through ``relay``."""
     cache = dict(django_settings.CACHES["default"])
-    location = cache["LOCATION"]
-    address = urlsplit(location if "//" in location else f"//{location}")
-    cache["LOCATION"] = location.replace(address.netloc, f"127.0.0.1:{relay.port}", 1)
+    cache["LOCATION"] = cache["LOCATION"].replace(_cache_address().netloc, f"127.0.0.1:{relay.port}", 1)
     return {"default": cache}
 
 
@@ -75,12 +78,6 @@ def _cached_session(user: Any) -> str:
     assert SESSION_KEY in SessionStore(key, user_agent="parent", ip="10.1.1.1").load()
     assert caches["default"].get(KEY_PREFIX + key) is not None
     return key
-
-
-def _ended_in_the_cache(key: str) -> bool:
-    """Whether the cache holds the session's tombstone, and no entry for readers that know nothing of tombstones."""
-    found = caches["default"].get_many([tombstones.PREFIX + key, KEY_PREFIX + key])
-    return found == {tombstones.PREFIX + key: 1}
 
 
 def test_a_revocation_by_a_partitioned_process_is_final_in_the_others_once_it_exited(user, relay, processes):
@@ -100,7 +97,7 @@ def test_a_revocation_by_a_partitioned_process_is_final_in_the_others_once_it_ex
 
     # The revocation returned once every process reads what it owed before an entry: here at once.
     assert not serving.signed_in(key)
-    assert _ended_in_the_cache(key)
+    assert ended_in_the_cache(key)
     assert not OwedTombstone.objects.exists()
 
 
@@ -113,7 +110,7 @@ def test_the_ending_outlives_a_process_that_exits_before_the_cache_is_back(user,
     relay.heal()
 
     assert not _start(processes, _through(relay)).signed_in(key)
-    assert _ended_in_the_cache(key)
+    assert ended_in_the_cache(key)
 
 
 def test_a_revoking_process_writes_what_it_owes_once_its_cache_is_back(user, other_user, relay, processes):
@@ -128,7 +125,7 @@ def test_a_revoking_process_writes_what_it_owes_once_its_cache_is_back(user, oth
 
     # Its next request, whatever session it reads, writes the tombstone before reading an entry.
     assert revoking.signed_in(elsewhere)
-    assert _ended_in_the_cache(key)
+    assert ended_in_the_cache(key)
     assert not OwedTombstone.objects.exists()
     assert not revoking.signed_in(key)
 
@@ -159,4 +156,4 @@ def test_more_endings_owed_at_once_than_a_process_could_keep(user, relay, proces
     for start in range(0, count, 5000):
         written += len(cache.get_many([tombstones.PREFIX + key for key in keys[start : start + 5000]]))
     assert written == count
-    assert all(_ended_in_the_cache(key) for key in cached)
+    assert all(ended_in_the_cache(key) for key in cached)

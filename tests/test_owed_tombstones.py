@@ -6,7 +6,6 @@ The same in separate processes, on a cache server: ``test_owed_endings.py``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -21,8 +20,7 @@ from qsessions.backends import cache_guard, tombstones
 from qsessions.backends.cached_db import KEY_PREFIX, SessionStore
 from qsessions.models import OwedTombstone, Session
 from qsessions.revoke import revoke_all_sessions
-from tests.conftest import CHROME_ANDROID, delete_behind_the_stores_back, saved
-from tests.testapp.caches import FlakyCache
+from tests.conftest import CHROME_ANDROID, delete_behind_the_stores_back, ended_in_the_cache, saved
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,15 +28,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def _cached_db(settings: Any) -> None:
     settings.SESSION_ENGINE = "qsessions.backends.cached_db"
-
-
-@pytest.fixture
-def flaky(settings: Any) -> Iterator[type[FlakyCache]]:
-    settings.CACHES = {**settings.CACHES, "flaky": {"BACKEND": "tests.testapp.caches.FlakyCache"}}
-    settings.SESSION_CACHE_ALIAS = "flaky"
-    FlakyCache.failing, FlakyCache.failed_calls = False, 0
-    yield FlakyCache
-    FlakyCache.failing = False
 
 
 def _load(key: str) -> dict[str, Any]:
@@ -54,11 +43,6 @@ def _cached(user: Any = None) -> str:
 
 def _owed(key: str, seconds: int = 600) -> None:
     OwedTombstone.objects.create(session_key=key, keep_until=timezone.now() + timedelta(seconds=seconds))
-
-
-def _ended_in_the_cache(key: str) -> bool:
-    found = caches["default"].get_many([tombstones.PREFIX + key, KEY_PREFIX + key])
-    return found == {tombstones.PREFIX + key: 1}
 
 
 def test_a_load_reads_what_is_owed_once_a_second(monkeypatch, statements):
@@ -85,7 +69,7 @@ def test_a_check_writes_the_owed_tombstones_and_forgets_them(user):
 
     # Whatever session the next load reads.
     assert _load(elsewhere)["a"] == 1
-    assert _ended_in_the_cache(key)
+    assert ended_in_the_cache(key)
     assert _load(key) == {}
     assert not OwedTombstone.objects.exists()
     # Past its time, a tombstone outvotes nothing: it is forgotten, not written.
@@ -197,7 +181,7 @@ def test_clearsessions_writes_what_is_owed(user):
     delete_behind_the_stores_back(key)
     _owed(key)
     call_command("clearsessions")
-    assert _ended_in_the_cache(key)
+    assert ended_in_the_cache(key)
     assert not OwedTombstone.objects.exists()
 
 
@@ -210,5 +194,5 @@ def test_activity_on_a_row_gone_without_a_tombstone_writes_it(user):
     delete_behind_the_stores_back(key)
 
     store.record_activity()
-    assert _ended_in_the_cache(key)
+    assert ended_in_the_cache(key)
     assert _load(key) == {}
