@@ -153,12 +153,13 @@ class SessionQuerySet(models.QuerySet["Session"]):
         """
         rows = self.using(self._db or router.db_for_write(self.model)).order_by()
         now = timezone.now()
+        expired_rows = rows.filter(expire_date__lt=now)
         pages = heap_pages(rows)
-        if pages and outnumber_pages(rows.filter(expire_date__lt=now), pages):
+        if pages and outnumber_pages(expired_rows, pages):
             # More expired rows than pages: windows of expiry dates would read most pages once per window, as rows
             # are not stored in expiry order. Rows stored past the last page once the walk began are not expired.
-            return delete_by_pages(rows.filter(expire_date__lt=now), pages, EXPIRED_BATCH_SIZE)
-        expired = rows.filter(expire_date__lt=now).order_by("expire_date").values_list("expire_date", flat=True)
+            return delete_by_pages(expired_rows, pages, EXPIRED_BATCH_SIZE)
+        expired = expired_rows.order_by("expire_date").values_list("expire_date", flat=True)
         oldest = expired.first()
         if oldest is None:
             return 0

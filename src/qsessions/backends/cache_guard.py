@@ -82,7 +82,7 @@ def owe(entry_keys: Iterable[str]) -> None:
 
 def _take() -> list[str]:
     with _lock:
-        owed = sorted(_owed)
+        owed = list(_owed)
         _owed.clear()
     return owed
 

@@ -158,9 +158,7 @@ def _write_owed(owed: QuerySet[OwedTombstone], entry_prefix: str) -> None:
         due = [(key, until) for key, until in batch if until > now]
         if due:
             seconds = int((max(until for _, until in due) - now).total_seconds()) + 1
-            tombstones = [PREFIX + key for key, _ in due]
-            entries = [entry_prefix + key for key, _ in due]
-            if not cache_guard.write(cache, _end, cache, tombstones, entries, seconds):
+            if not _ended(cache, entry_prefix, [key for key, _ in due], seconds):
                 return
         owed.filter(session_key__in=[key for key, _ in batch]).delete()
         if len(batch) < cache_guard.BATCH_SIZE:
@@ -183,12 +181,16 @@ def write(cache: BaseCache, entry_prefix: str, keys: Sequence[str], latest: date
     cache does not take is owed, in the database ``using`` that their rows were deleted from."""
     seconds = timeout(latest)
     for start in range(0, len(keys), cache_guard.BATCH_SIZE):
-        batch = keys[start : start + cache_guard.BATCH_SIZE]
-        tombstones = [PREFIX + key for key in batch]
-        entries = [entry_prefix + key for key in batch]
-        if not cache_guard.write(cache, _end, cache, tombstones, entries, seconds):
+        if not _ended(cache, entry_prefix, keys[start : start + cache_guard.BATCH_SIZE], seconds):
             owe(keys[start:], seconds, using)
             return
+
+
+def _ended(cache: BaseCache, entry_prefix: str, keys: Sequence[str], seconds: int) -> bool:
+    """Whether one batch of sessions ended in ``cache`` (``_end()``: tombstones of ``seconds``, entries deleted)."""
+    tombstones = [PREFIX + key for key in keys]
+    entries = [entry_prefix + key for key in keys]
+    return cache_guard.write(cache, _end, cache, tombstones, entries, seconds)
 
 
 def delete_entries(cache: BaseCache, entry_prefix: str, keys: Sequence[str]) -> None:
