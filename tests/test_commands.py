@@ -35,8 +35,8 @@ def test_clearsessions_deletes_in_bounded_batches_and_leaves_the_cache_alone(eng
     from qsessions import models
 
     monkeypatch.setattr(models, "EXPIRED_BATCH_SIZE", 3)
-    # Windows of expiry dates, as on SQLite and MariaDB (on PostgreSQL, where fewer rows expired than there are pages).
-    monkeypatch.setattr(models, "heap_pages", lambda rows: None)
+    # Windows of expiry dates, as on MariaDB (on PostgreSQL and SQLite, where fewer rows expired than there are pages).
+    monkeypatch.setattr(models, "storage_extent", lambda rows: None)
     now = timezone.now()
     keys = [saved(engine).session_key for _ in range(9)]
     for index, key in enumerate(keys[:7]):
@@ -84,14 +84,31 @@ def test_clearsessions_gets_past_more_rows_than_a_batch_that_expire_together(eng
     assert set(Session.objects.values_list("pk", flat=True)) == set(keys[6:])
 
 
-postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="ranges of pages are PostgreSQL's")
+storage_order = pytest.mark.skipif(
+    connection.vendor not in ("postgresql", "sqlite", "mysql"), reason="no order of storage known"
+)
 
 
 @pytest.fixture
 def fresh_table() -> None:
-    """A session table with no pages: the deletes rolled back by earlier tests leave pages behind, which count."""
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE qsessions_session")
+    """A session table with no pages: on PostgreSQL, the deletes rolled back by earlier tests leave pages behind,
+    which count."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE qsessions_session")
+
+
+def _analyzed() -> None:
+    """On MySQL and MariaDB, statistics that count the rows just written: the table's size is read from them."""
+    if connection.vendor == "mysql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE TABLE qsessions_session")
+            cursor.fetchall()
+
+
+def _in_a_range(sql: str) -> bool:
+    """Whether a statement reads a range of the table in the order it is stored."""
+    return ".ctid >= '(" in sql or ".rowid >= " in sql or "`.`session_key` >= " in sql
 
 
 def _spread_out(count: int, expired: int) -> list[str]:
@@ -100,17 +117,20 @@ def _spread_out(count: int, expired: int) -> list[str]:
     keys = [saved(db.SessionStore, blob=secrets.token_urlsafe(750)).session_key for _ in range(count)]
     for index, key in enumerate(keys[: 3 * expired : 3]):
         Session.objects.filter(pk=key).update(expire_date=timezone.now() - timedelta(minutes=index + 1))
+    _analyzed()
     return keys
 
 
-@postgresql_only
+@storage_order
+# Committed: ANALYZE TABLE commits on MySQL and MariaDB.
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("fresh_table")
 @pytest.mark.parametrize(
     ("count", "expired", "by_pages"),
     [(30, 10, True), (60, 4, False)],
     ids=["more-expired-rows-than-pages", "fewer-expired-rows-than-pages"],
 )
-def test_clearsessions_walks_by_pages_only_where_more_rows_expired_than_there_are_pages(
+def test_clearsessions_walks_in_storage_order_only_where_more_rows_expired_than_there_are_pages(
     count, expired, by_pages, monkeypatch, statements
 ):
     from qsessions import models
@@ -122,43 +142,67 @@ def test_clearsessions_walks_by_pages_only_where_more_rows_expired_than_there_ar
     deletes = [sql for sql in run.sql if sql.startswith("DELETE")]
     assert deletes
     if by_pages:
-        # Each reads a range of pages (a TID range scan), never a window of expiry dates.
-        assert all(".ctid >= '(" in sql and "expire_date" in sql for sql in deletes)
+        # Each reads a range of pages (a TID range scan) or rowids, never a window of expiry dates.
+        assert all(_in_a_range(sql) and "expire_date" in sql for sql in deletes)
     else:
-        assert not any("ctid" in sql for sql in deletes)
+        assert not any(_in_a_range(sql) for sql in deletes)
     assert set(Session.objects.values_list("pk", flat=True)) == set(keys) - set(keys[: 3 * expired : 3])
 
 
-@postgresql_only
+@storage_order
+# Committed: ANALYZE TABLE commits on MySQL and MariaDB.
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("fresh_table")
-def test_clearsessions_counts_expired_rows_in_a_sample_of_a_larger_tables_pages(statements):
+def test_clearsessions_counts_expired_rows_in_a_sample_of_a_larger_table(statements):
     now = timezone.now()
     rows = [
         # About five to a page, every other one expired, stored out of expiry order.
         Session(
             session_key=f"{index:032d}", session_data="x" * 1500, expire_date=now + timedelta(hours=index % 2 - 0.5)
         )
-        for index in range(400)
+        for index in range(1200)
     ]
     Session.objects.bulk_create(rows)
+    _analyzed()
     with statements() as run:
-        assert Session.objects.delete_expired() == 200
-    # The table's size, then one count over eight ranges of its pages, then DELETEs by ranges of pages only.
+        assert Session.objects.delete_expired() == 600
+    # The table's extent, then one count over eight ranges of it, then DELETEs by ranges only.
     assert run.kinds[:2] == ["SELECT", "SELECT"]
     assert run.sql[1].count("UNION ALL") == 7
     assert set(run.kinds[2:]) == {"DELETE"}
-    assert all(".ctid >= '(" in sql for sql in run.sql[2:])
-    assert Session.objects.count() == 200
+    assert all(_in_a_range(sql) for sql in run.sql[2:])
+    assert Session.objects.count() == 600
     assert not Session.objects.filter(expire_date__lt=now).exists()
 
 
-@postgresql_only
+@storage_order
+# Committed: ANALYZE TABLE commits on MySQL and MariaDB.
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("fresh_table")
-def test_clearsessions_by_pages_of_sessions_filtered_across_a_relation(user, other_user):
+def test_clearsessions_in_storage_order_of_sessions_filtered_across_a_relation(user, other_user):
     mine = [saved(db.SessionStore, user, blob=secrets.token_urlsafe(750)).session_key for _ in range(12)]
     theirs = [saved(db.SessionStore, other_user, blob=secrets.token_urlsafe(750)).session_key for _ in range(12)]
     Session.objects.update(expire_date=timezone.now() - timedelta(minutes=1))
-    # Joined with the user table, which has a ctid of its own.
+    # Joined with the user table, which has a ctid (or rowid) of its own.
     assert Session.objects.filter(user__username="alice").delete_expired() == 12
     assert set(Session.objects.values_list("pk", flat=True)) == set(theirs)
     assert not set(mine) & set(Session.objects.values_list("pk", flat=True))
+
+
+@storage_order
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("fresh_table")
+def test_clearsessions_in_storage_order_deletes_keys_of_any_characters(statements):
+    now = timezone.now()
+    # On MySQL and MariaDB the walk is by ranges of keys: these sort before its first bound and after its last.
+    odd = ["", "-", "___", "~~~~", "zzzzzz", "zzzzzzzzzzzz", "ZZZZZZZ", "zzzzzz~", "zzzzzzé"]
+    keys = [*odd, *(secrets.token_hex(16) for _ in range(40))]
+    Session.objects.bulk_create(
+        Session(session_key=key, session_data="x", expire_date=now - timedelta(minutes=1)) for key in keys
+    )
+    live = saved(db.SessionStore).session_key
+    _analyzed()
+    with statements() as run:
+        assert Session.objects.delete_expired() == len(keys)
+    assert any(_in_a_range(sql) for sql in run.sql)
+    assert list(Session.objects.values_list("pk", flat=True)) == [live]

@@ -13,7 +13,13 @@ from django.utils.translation import gettext_lazy as _
 
 from qsessions import devices, geoip
 from qsessions.backends.payload import pop_extras
-from qsessions.backends.sql import delete_by_pages, delete_returning, delete_rows, heap_pages, outnumber_pages
+from qsessions.backends.sql import (
+    delete_in_storage_order,
+    delete_returning,
+    delete_rows,
+    outnumber_pages,
+    storage_extent,
+)
 from qsessions.backends.tombstones import caching_store, forget
 
 # Documented as qsessions.models.make_public_id.
@@ -146,19 +152,19 @@ class SessionQuerySet(models.QuerySet["Session"]):
         Each DELETE is its own statement, so no transaction holds the locks of millions of rows. The first batch ends
         where the oldest ``EXPIRED_BATCH_SIZE`` rows end, found by walking that many entries of the index on
         ``expire_date``; each later one covers a window of ``expire_date`` sized from the density of the one before,
-        which costs no walk. On PostgreSQL, when more rows have expired than the table has pages (as counted in a
-        sample of its pages), the batches are ranges of pages instead, walked in the order they are stored
-        (``sql.delete_by_pages()``), and nothing walks the index. The cache is left alone: the entries of expired
-        sessions have expired with them.
+        which costs no walk. When more rows have expired than the table has pages (as counted in a sample of it),
+        the batches are ranges of the table in the order it is stored instead (``sql.delete_in_storage_order()``:
+        pages on PostgreSQL, rowids on SQLite, keys on MySQL and MariaDB), and nothing walks the index. The cache is
+        left alone: the entries of expired sessions have expired with them.
         """
         rows = self.using(self._db or router.db_for_write(self.model)).order_by()
         now = timezone.now()
         expired_rows = rows.filter(expire_date__lt=now)
-        pages = heap_pages(rows)
-        if pages and outnumber_pages(expired_rows, pages):
+        extent = storage_extent(rows)
+        if extent and outnumber_pages(expired_rows, extent):
             # More expired rows than pages: windows of expiry dates would read most pages once per window, as rows
-            # are not stored in expiry order. Rows stored past the last page once the walk began are not expired.
-            return delete_by_pages(expired_rows, pages, EXPIRED_BATCH_SIZE)
+            # are not stored in expiry order. Rows stored past the end once the walk began are not expired.
+            return delete_in_storage_order(expired_rows, extent, EXPIRED_BATCH_SIZE)
         expired = expired_rows.order_by("expire_date").values_list("expire_date", flat=True)
         oldest = expired.first()
         if oldest is None:

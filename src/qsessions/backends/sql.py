@@ -125,14 +125,18 @@ def delete_rows(rows: QuerySet[Session]) -> int:
     return models.QuerySet.delete(rows)[0]
 
 
-def _delete_sql(rows: QuerySet[Session], connection: BaseDatabaseWrapper) -> tuple[str, tuple[Any, ...]]:
-    """The DELETE of these rows and its parameters. Raises ``EmptyResultSet`` for rows that cannot match."""
+def _delete_sql(
+    rows: QuerySet[Session], connection: BaseDatabaseWrapper, returning: bool = False
+) -> tuple[str, tuple[Any, ...]]:
+    """The DELETE of these rows and its parameters, of a form that takes a ``RETURNING`` clause if ``returning``.
+    Raises ``EmptyResultSet`` for rows that cannot match."""
     query = rows.query.clone()
     query.__class__ = DeleteQuery
     compiler = query.get_compiler(connection=connection)
-    if compiler.single_alias:
+    if compiler.single_alias or not returning:
         # The rows' own WHERE (``user_id = %s`` for a user's sessions): an IN (SELECT …) of the same rows was planned
-        # as a scan of the whole table by PostgreSQL at some table sizes.
+        # as a scan of the whole table by PostgreSQL at some table sizes. Across a relation, Django's own form (a
+        # DELETE with a JOIN on MySQL and MariaDB, which takes no RETURNING).
         delete, params = compiler.as_sql()
         return delete, tuple(params)
     quote = connection.ops.quote_name
@@ -154,7 +158,7 @@ def delete_returning(rows: QuerySet[Session]) -> tuple[list[str], datetime | Non
     quote = connection.ops.quote_name
     key, expire_date = quote("session_key"), quote("expire_date")
     try:
-        delete, params = _delete_sql(rows, connection)
+        delete, params = _delete_sql(rows, connection, returning=True)
     except EmptyResultSet:
         # A filter that matches nothing, such as pk__in=[]: no statement at all.
         return [], None
@@ -172,80 +176,152 @@ def delete_returning(rows: QuerySet[Session]) -> tuple[list[str], datetime | Non
     return [key for key, _ in returned], latest
 
 
-def heap_pages(rows: QuerySet[Session]) -> int | None:
-    """How many pages the rows' table has on PostgreSQL, whose TID range scans (14 and newer, as Django requires)
-    read a range of pages and nothing else; ``None`` elsewhere."""
+class Extent(NamedTuple):
+    """A table's rows in the order they are stored, as positions of which a range is read alone: pages on PostgreSQL
+    (TID range scans, 14 and newer as Django requires), rowids on SQLite (a range of the table's own b-tree), and on
+    MySQL and MariaDB the session key's first characters read as a number in base 36 (InnoDB stores rows in key
+    order, and keys are letters and digits drawn at random, spread evenly over that range)."""
+
+    first: int
+    end: int
+    #: Positions to a page, about.
+    per_page: float
+
+
+#: The characters of a session key, in the order MySQL's collations sort them; a position on MySQL is the number that
+#: its first ``_KEY_DIGITS`` characters write in this base.
+_KEY_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+_KEY_DIGITS = 6
+#: Session rows to a page of SQLite's, where a position is a rowid: about as many as a 4 kB page holds.
+_SQLITE_ROWS_PER_PAGE = 8
+
+
+def storage_extent(rows: QuerySet[Session]) -> Extent | None:
+    """The rows' table as ``Extent`` positions, or ``None`` on a database this knows no positions of."""
     connection = connections[rows.db]
-    if connection.vendor != "postgresql":
-        return None
+    table = rows.model._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_relation_size(%s) / current_setting('block_size')::int", [rows.model._meta.db_table])
-        return int(cursor.fetchone()[0])
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_relation_size(%s) / current_setting('block_size')::int", [table])
+            return Extent(0, int(cursor.fetchone()[0]), 1)
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                f"SELECT coalesce(min(rowid), 0), coalesce(max(rowid) + 1, 0) FROM {connection.ops.quote_name(table)}"
+            )
+            first, end = cursor.fetchone()
+            return Extent(int(first), int(end), _SQLITE_ROWS_PER_PAGE)
+        if connection.vendor == "mysql":
+            # The statistics' estimate: where they are stale, the sample counts more or fewer rows, and the first
+            # range of the walk is sized wrong, for one statement.
+            cursor.execute(
+                "SELECT data_length / @@innodb_page_size FROM information_schema.tables"
+                " WHERE table_schema = DATABASE() AND table_name = %s",
+                [table],
+            )
+            positions = len(_KEY_ALPHABET) ** _KEY_DIGITS - 1
+            return Extent(0, positions, positions / max(1, int(cursor.fetchone()[0] or 0)))
+    return None
 
 
-def _in_a_page_range(rows: QuerySet[Session], statement: str) -> tuple[str, tuple[Any, ...]]:
-    """The ``"delete"`` or ``"select"`` (of keys) of those of ``rows`` in a range of pages, and its parameters but
-    the range's bounds, which go last: a range's condition is the last one added."""
+#: Stand-ins for a range's bounds in a statement compiled once, replaced by each range's own (see ``_ranged()``).
+_LOW, _HIGH = "\x00qsessions range low", "\x00qsessions range high"
+
+
+def _in_a_range(rows: QuerySet[Session], statement: str) -> tuple[str, list[Any]]:
+    """The ``"delete"`` or ``"select"`` (of keys) of those of ``rows`` in a range of positions (see ``Extent``), and
+    its parameters, with ``_LOW`` and ``_HIGH`` where the range's bounds go."""
     connection = connections[rows.db]
-    # Named with its table: a filter across a relation joins another table, which has a ctid too.
-    ctid = f"{connection.ops.quote_name(rows.model._meta.db_table)}.ctid"
-    in_range = models.expressions.RawSQL(
-        f"{ctid} >= %s::tid AND {ctid} < %s::tid", ("(0,0)", "(0,0)"), output_field=models.BooleanField()
-    )
-    ranged = rows.filter(in_range)
+    if connection.vendor == "mysql":
+        # A lookup, not raw SQL: MySQL's WHERE compares raw SQL to TRUE, which no index range serves.
+        ranged = rows.filter(pk__gte=_LOW, pk__lt=_HIGH)
+    else:
+        # Named with its table: a filter across a relation joins another table, which has a ctid (or rowid) too.
+        table = connection.ops.quote_name(rows.model._meta.db_table)
+        position, bound = (
+            (f"{table}.ctid", "%s::tid") if connection.vendor == "postgresql" else (f"{table}.rowid", "%s")
+        )
+        ranged = rows.filter(
+            models.expressions.RawSQL(
+                f"{position} >= {bound} AND {position} < {bound}", (_LOW, _HIGH), output_field=models.BooleanField()
+            )
+        )
     if statement == "delete":
         sql, params = _delete_sql(ranged, connection)
     else:
-        sql, select_params = ranged.values("pk").query.get_compiler(connection=connection).as_sql()
-        params = tuple(select_params)
-    return sql, params[:-2]
+        sql, params = ranged.values("pk").query.get_compiler(connection=connection).as_sql()
+    return sql, list(params)
 
 
-def _bounds(first: int, end: int) -> tuple[str, str]:
-    return f"({first},0)", f"({end},0)"
+def _ranged(params: list[Any], bounds: tuple[Any, Any]) -> list[Any]:
+    """``params`` of ``_in_a_range()`` with the bounds of a range in place of ``_LOW`` and ``_HIGH``."""
+    return [bounds[0] if value == _LOW else bounds[1] if value == _HIGH else value for value in params]
 
 
-def outnumber_pages(rows: QuerySet[Session], pages: int, sample: int = 64) -> bool:
-    """Whether these rows, of a table of ``pages`` pages on PostgreSQL, outnumber its pages: counted in ``sample``
-    pages, eight evenly spaced ranges of them (all pages of a smaller table), in one statement."""
+def _key(position: int) -> str:
+    digits = []
+    for _ in range(_KEY_DIGITS):
+        position, digit = divmod(position, len(_KEY_ALPHABET))
+        digits.append(_KEY_ALPHABET[digit])
+    return "".join(reversed(digits))
+
+
+def _bounds(connection: BaseDatabaseWrapper, first: int, end: int) -> tuple[Any, Any]:
+    if connection.vendor == "postgresql":
+        return f"({first},0)", f"({end},0)"
+    if connection.vendor == "mysql":
+        # From the empty string: a key of other characters may sort before the first position.
+        return (_key(first) if first else ""), _key(end)
+    return first, end
+
+
+def outnumber_pages(rows: QuerySet[Session], extent: Extent, sample: int = 64) -> bool:
+    """Whether these rows, of a table stored over ``extent``, outnumber its pages: counted in ``sample`` pages, eight
+    evenly spaced ranges of them (all pages of a smaller table), in one statement."""
     connection = connections[rows.db]
-    step = max(1, sample // 8)
+    size, step = extent.end - extent.first, max(1, int(sample // 8 * extent.per_page))
     ranges = (
-        [(0, pages)] if pages <= sample else [(index * pages // 8, index * pages // 8 + step) for index in range(8)]
+        [(extent.first, extent.end)]
+        if size <= sample * extent.per_page
+        else [(extent.first + index * size // 8, extent.first + index * size // 8 + step) for index in range(8)]
     )
     try:
-        select, params = _in_a_page_range(rows, "select")
+        select, params = _in_a_range(rows, "select")
     except EmptyResultSet:
         return False
-    union = " UNION ALL ".join([f"({select})"] * len(ranges))
+    union = " UNION ALL ".join([f"SELECT * FROM ({select}) AS part"] * len(ranges))
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT count(*) FROM ({union}) AS sample",
-            [value for bounds in ranges for value in (*params, *_bounds(*bounds))],
+            [value for bounds in ranges for value in _ranged(params, _bounds(connection, *bounds))],
         )
         found = int(cursor.fetchone()[0])
-    return found >= sum(end - first for first, end in ranges)
+    return found * extent.per_page >= sum(end - first for first, end in ranges)
 
 
-def delete_by_pages(rows: QuerySet[Session], pages: int, batch_size: int) -> int:
-    """Delete these rows (of a table of ``pages`` pages, on PostgreSQL) one range of pages at a time, in the order
-    the pages are stored, each range sized from the one before for about ``batch_size`` rows. Returns how many.
+def delete_in_storage_order(rows: QuerySet[Session], extent: Extent, batch_size: int) -> int:
+    """Delete these rows (of a table stored over ``extent``) one range of positions at a time, in the order they are
+    stored, each range sized from the one before for about ``batch_size`` rows. Returns how many.
 
-    Each DELETE reads its pages alone (a TID range scan). The statement is compiled once: the ORM's work for each
-    batch cost more than a small batch's SQL.
+    Each DELETE reads its range alone. The statement is compiled once: the ORM's work for each batch cost more than a
+    small batch's SQL.
     """
+    connection = connections[rows.db]
     try:
-        delete, params = _in_a_page_range(rows, "delete")
+        delete, params = _in_a_range(rows, "delete")
     except EmptyResultSet:
         return 0
-    deleted, first, span = 0, 0, 64
-    with connections[rows.db].cursor() as cursor:
-        while first < pages:
-            end = min(first + span, pages)
-            cursor.execute(delete, (*params, *_bounds(first, end)))
+    first, deleted, span = extent.first, 0, max(1, int(8 * extent.per_page))
+    with connection.cursor() as cursor:
+        while first < extent.end:
+            end = min(first + span, extent.end)
+            cursor.execute(delete, _ranged(params, _bounds(connection, first, end)))
             batch = cursor.rowcount
             deleted += batch
-            # Never more than double (a sparse range says little about the next one), never under a page.
+            # Never more than double (a sparse range says little about the next one), never under one position.
             span = max(1, int(span * (min(2.0, batch_size / batch) if batch else 2.0)))
             first = end
+        if connection.vendor == "mysql":
+            # Keys from the last position on, which no range has an end past.
+            cursor.execute(*_delete_sql(rows.filter(pk__gte=_key(extent.end)), connection))
+            deleted += cursor.rowcount
     return deleted
