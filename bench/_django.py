@@ -19,11 +19,12 @@ CACHES = {
 }
 
 
-def database(db: str, name: str | None = None, conn_max_age: int = 0) -> dict[str, Any]:
+def database(db: str, name: str | None = None, conn_max_age: int = 0, pool: bool = False) -> dict[str, Any]:
     """The settings of ``db`` (``sqlite``, ``postgresql`` or ``mariadb``) for a database of the benchmark's own.
 
     ``name``: the SQLite file (default: an in-memory database) or the server database (default: one named for this
-    process). Never a test suite's ``test_*`` database: the tests may be running.
+    process). Never a test suite's ``test_*`` database: the tests may be running. ``pool``: on PostgreSQL, a pool of
+    connections (psycopg's, through Django) instead of ``CONN_MAX_AGE``.
     """
     if db == "sqlite":
         return {
@@ -42,11 +43,17 @@ def database(db: str, name: str | None = None, conn_max_age: int = 0) -> dict[st
             "TEST": {"NAME": name, "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
         },
     }
-    return {**servers[db], "NAME": name, "HOST": "127.0.0.1", "CONN_MAX_AGE": conn_max_age}
+    settings = {**servers[db], "NAME": name, "HOST": "127.0.0.1", "CONN_MAX_AGE": conn_max_age}
+    if pool and db == "postgresql":
+        settings.update(CONN_MAX_AGE=0, OPTIONS={"pool": True})
+    return settings
 
 
-def configure(db: str, cache: str, name: str | None = None, conn_max_age: int = 0, **extra: Any) -> None:
-    """``settings.configure()`` for ``database(db, name)`` and ``CACHES[cache]``; ``extra``: more settings."""
+def configure(
+    db: str, cache: str, name: str | None = None, conn_max_age: int = 0, pool: bool = False, **extra: Any
+) -> None:
+    """``settings.configure()`` for ``database(db, name, conn_max_age, pool)`` and ``CACHES[cache]``; ``extra``: more
+    settings."""
     from django.conf import settings
 
     settings.configure(
@@ -54,7 +61,7 @@ def configure(db: str, cache: str, name: str | None = None, conn_max_age: int = 
         DEBUG=False,
         USE_TZ=True,
         ALLOWED_HOSTS=["*"],
-        DATABASES={"default": database(db, name, conn_max_age)},
+        DATABASES={"default": database(db, name, conn_max_age, pool)},
         CACHES={"default": CACHES[cache]},
         INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions", "qsessions"],
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],

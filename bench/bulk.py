@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/bulk.py [--db sqlite|postgresql|mariadb] [--cache locmem|redis] [--rounds 3]
         [--expired 100000] [--live 10000] [--revoke 2000] [--no-published] [--only list|revoke|clearsessions]
-        [--random-order]
+        [--random-order] [--background 0]
 
 Scenarios: listing a user's 50 sessions with their device and location; revoking a user's sessions with
 ``user.session_set.all().delete()``; ``clearsessions`` over expired and live rows, inserted in expiry order or, with
 ``--random-order``, in an order that is not (as a real table's rows are stored: sessions are created, extended and
-saved at random times). For each it prints the median time per operation, its ratio to a reference engine, the SQL
+saved at random times). ``--background N`` puts N more sessions in the table that revocation runs on, half of them
+expired, of N/2 other users, to see how it grows with the table. Revocation is timed against a bare ``DELETE …
+WHERE user_id = %s``, and on ``cached_db`` against that DELETE returning the keys, then one ``delete_many`` of their
+cache entries per 500. For each it prints the median time per operation, its ratio to a reference engine, the SQL
 statements and cache round-trips one operation costs, and for ``clearsessions`` its longest statement and the rows it
 deletes per second.
 
@@ -52,6 +55,10 @@ ENGINES = {
     "qsessions cached_db": "qsessions.backends.cached_db",
     "published db": "qsessions.backends.db",
     "published cached_db": "qsessions.backends.cached_db",
+    # References, not engines: the DELETE of a user's rows alone, without a cache, a signal or a key returned; and
+    # that DELETE returning the keys, then one delete_many of their cache entries per 500.
+    "bare DELETE": "qsessions.backends.db",
+    "bare DELETE + cache": "qsessions.backends.cached_db",
 }
 LISTED = 50
 LISTINGS_PER_ROUND = 10
@@ -140,15 +147,51 @@ def _create_sessions(store_class: Any, user: Any, count: int) -> list[str]:
     return keys
 
 
-def _empty(store_class: Any) -> None:
+def _add_background(count: int) -> None:
+    """``count`` sessions of ``count / 2`` users, every other one expired, in an order that is neither their keys' nor
+    their expiry dates'."""
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from qsessions.models import Session
+
+    model = get_user_model()
+    users = model.objects.bulk_create(
+        [model(username=f"background{index}", password="!") for index in range(max(1, count // 2))], batch_size=2000
+    )
+    now = timezone.now()
+    for start in range(0, count, 20_000):
+        Session.objects.bulk_create(
+            [
+                Session(
+                    session_key=secrets.token_hex(16),
+                    session_data="x" * 200,
+                    expire_date=now + timedelta(seconds=random.randrange(-(10**6), 10**6)),
+                    user_id=users[index // 2].pk,
+                    user_agent=_user_agent(index % 500),
+                    ip=_ip(index % 300),
+                )
+                for index in range(start, min(count, start + 20_000))
+            ],
+            batch_size=2000,
+        )
+
+
+def _empty(store_class: Any, users: tuple[Any, ...] = ()) -> None:
     from django.core.cache import caches
     from django.core.management.color import no_style
     from django.db import connection
 
     # TRUNCATE where there is one: rows merely deleted would leave dead index entries for the next scenario to wade
     # through (the user's sessions are listed by an index on user_id) until the database cleans them up.
-    table = store_class.get_model_class()._meta.db_table
-    connection.ops.execute_sql_flush(connection.ops.sql_flush(no_style(), [table], reset_sequences=True))
+    model = store_class.get_model_class()
+    if users:
+        # Only these users' sessions: the background stays.
+        model.objects.filter(user__in=users)._raw_delete(model.objects.db)
+    else:
+        connection.ops.execute_sql_flush(
+            connection.ops.sql_flush(no_style(), [model._meta.db_table], reset_sequences=True)
+        )
     caches["default"].clear()
 
 
@@ -212,8 +255,24 @@ def scenario_revoke(store_class: Any, options: argparse.Namespace, counter: _dja
     user, other = _users()
     revoked = _create_sessions(store_class, user, options.revoke)
     survivors = _create_sessions(store_class, other, SURVIVORS)
-    sample = counter.timed(lambda: user.session_set.all().delete())
     model = store_class.get_model_class()
+    if options.engine.startswith("bare DELETE"):
+        from django.db import connection
+
+        def delete() -> None:
+            cache = options.engine.endswith("cache")
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"DELETE FROM {model._meta.db_table} WHERE user_id = %s" + (" RETURNING session_key" * cache),
+                    [user.pk],
+                )
+                keys = [store_class.cache_key_prefix + key for (key,) in cursor.fetchall()] if cache else []
+            for start in range(0, len(keys), 500):
+                caches["default"].delete_many(keys[start : start + 500])
+
+        sample = counter.timed(delete)
+    else:
+        sample = counter.timed(lambda: user.session_set.all().delete())
     _check(not model.objects.filter(user=user).exists(), "a revoked session's row is left")
     _check(model.objects.filter(user=other).count() == SURVIVORS, "another user's session's row is gone")
     prefix = getattr(store_class, "cache_key_prefix", None)
@@ -223,7 +282,7 @@ def scenario_revoke(store_class: Any, options: argparse.Namespace, counter: _dja
         _check(not found, "a revoked session can still be served from the cache")
         left = cache.get_many([prefix + key for key in survivors])
         _check(len(left) == SURVIVORS, "another user's session is gone from the cache")
-    _empty(store_class)
+    _empty(store_class, (user, other) if options.background else ())
     return [sample]
 
 
@@ -272,8 +331,15 @@ SCENARIOS: dict[str, tuple[Callable[..., list[Sample]], list[str], str]] = {
     ),
     "revoke a user's sessions: user.session_set.all().delete()": (
         scenario_revoke,
-        ["qsessions db", "published db", "qsessions cached_db", "published cached_db"],
-        "published {kind}",
+        [
+            "bare DELETE",
+            "qsessions db",
+            "published db",
+            "bare DELETE + cache",
+            "qsessions cached_db",
+            "published cached_db",
+        ],
+        "bare DELETE{cache}",
     ),
     "clearsessions over expired and live rows": (
         scenario_clearsessions,
@@ -296,6 +362,7 @@ def run_round(round_index: int, published: bool, options: argparse.Namespace, co
             continue
         order = mine[round_index % len(mine) :] + mine[: round_index % len(mine)]
         for engine in order:
+            options.engine = engine
             with override_settings(SESSION_ENGINE=ENGINES[engine]):
                 store_class = import_module(ENGINES[engine]).SessionStore
                 results.setdefault(title, {})[engine] = scenario(store_class, options, counter)
@@ -320,7 +387,7 @@ def published_python() -> Path:
 
 def run_published_round(round_index: int, options: argparse.Namespace) -> Results:
     command = [str(published_python()), __file__, "--engines", "published", "--round", str(round_index)]
-    for name in ("db", "cache", "expired", "live", "revoke"):
+    for name in ("db", "cache", "expired", "live", "revoke", "background"):
         command += [f"--{name}", str(getattr(options, name))]
     if options.random_order:
         command.append("--random-order")
@@ -343,7 +410,8 @@ def report(results: Results) -> None:
             if not samples:
                 continue
             median = statistics.median(sample["ms"] for sample in samples)
-            baseline = results[title].get(reference.format(kind=engine.split()[1]))
+            kind = engine.split()[-1]
+            baseline = results[title].get(reference.format(kind=kind, cache=" + cache" * (kind == "cached_db")))
             ratio = f"{median / statistics.median(sample['ms'] for sample in baseline):7.3f}" if baseline else "      -"
             sql = statistics.median(sample["sql"] for sample in samples)
             cache_ops = statistics.median(sample["cache"] for sample in samples)
@@ -366,6 +434,7 @@ def main() -> None:
     parser.add_argument("--revoke", type=int, default=2000, help="sessions of the user who is signed out everywhere")
     parser.add_argument("--no-published", action="store_true", help=f"leave out django-qsessions {PUBLISHED}")
     parser.add_argument("--random-order", action="store_true", help="store clearsessions' rows out of expiry order")
+    parser.add_argument("--background", type=int, default=0, help="other sessions in the table revocation runs on")
     parser.add_argument(
         "--only",
         action="append",
@@ -377,6 +446,8 @@ def main() -> None:
     parser.add_argument("--engines", choices=["ours", "published"], default="ours", help=argparse.SUPPRESS)
     parser.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if options.background and options.only != ["revoke"]:
+        parser.error("--background is for --only revoke: the other scenarios empty the table")
     published = options.engines == "published"
 
     with tempfile.TemporaryDirectory() as geoip_path:
@@ -403,6 +474,8 @@ def main() -> None:
         caches["default"].clear()
         for username in ("bench", "other"):
             get_user_model().objects.create_user(username, password=username)
+        if options.background:
+            _add_background(options.background)
         counter = _django.Counter()
         try:
             if published:
@@ -410,7 +483,8 @@ def main() -> None:
                 return
             print(
                 f"database={options.db} cache={options.cache} rounds={options.rounds} expired={options.expired} "
-                f"live={options.live} revoke={options.revoke} Django {django.__version__}"
+                f"live={options.live} revoke={options.revoke} background={options.background} "
+                f"Django {django.__version__}"
             )
             results: Results = {}
             for round_index in range(options.rounds):

@@ -1,12 +1,16 @@
-"""Requests through a real WSGI server (gunicorn) under load from wrk, for Django's session engines and ours.
+"""Requests through a real server (gunicorn, or uvicorn for ASGI) under load from wrk, for Django's session engines
+and ours.
 
     .venv/bin/python bench/e2e.py [--db sqlite|postgresql|mariadb] [--cache locmem|redis] [--seconds 10]
-        [--rounds 3] [--workers 2] [--connections 4]
+        [--rounds 3] [--workers 2] [--connections 4] [--server gunicorn|uvicorn]
 
-Needs gunicorn (dependency group ``bench``) and wrk (``apt-get install wrk``). A smoke run takes about 25 s:
-``--seconds 1 --rounds 1``. Each engine gets its own gunicorn (sync workers, one thread each) on a free loopback
-port; this module is also its WSGI application, the engine named by an environment variable. Database connections
-are persistent (``CONN_MAX_AGE``), as on a production site.
+Needs gunicorn and uvicorn (dependency group ``bench``) and wrk (``apt-get install wrk``). A smoke run takes about
+25 s: ``--seconds 1 --rounds 1``. Each engine gets its own server on a free loopback port: gunicorn's sync workers
+(one thread each) serve this module as a WSGI application, uvicorn's workers as an ASGI one whose views are async,
+so that a request reads its session and user through the engine's async API. The engine is named by an environment
+variable. Database connections are persistent (``CONN_MAX_AGE``) under gunicorn, as on a production site; under
+ASGI, where each request's sync code runs in a thread of its own that would keep a connection each, they come from a
+pool on PostgreSQL (psycopg's, as Django's documentation advises) and are opened per request elsewhere.
 
 Within each round the engines take turns (in an order that rotates), after one warm-up run each that is thrown
 away. For each scenario it prints the median requests/s over the rounds, its ratio to Django's engine of the same
@@ -25,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +51,12 @@ SCENARIOS = {"anonymous, no session": "/anonymous/", "signed in, reads session (
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
 WARM_UP_SECONDS = 2
 # How the benchmark tells each gunicorn what to serve.
-ENV_ENGINE, ENV_DB, ENV_CACHE, ENV_DB_NAME = (f"QSESSIONS_E2E_{name}" for name in ("ENGINE", "DB", "CACHE", "DB_NAME"))
+ENV_ENGINE, ENV_DB, ENV_CACHE, ENV_DB_NAME, ENV_SERVER = (
+    f"QSESSIONS_E2E_{name}" for name in ("ENGINE", "DB", "CACHE", "DB_NAME", "SERVER")
+)
 
 
-def configure(db: str, cache: str, engine: str, db_name: str | None = None) -> None:
+def configure(db: str, cache: str, engine: str, db_name: str | None = None, asynchronous: bool = False) -> None:
     session_engine, session_middleware = ENGINES[engine]
     middleware = [
         session_middleware,
@@ -57,8 +64,24 @@ def configure(db: str, cache: str, engine: str, db_name: str | None = None) -> N
         "django.middleware.csrf.CsrfViewMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",
     ]
+    # A failed request's traceback goes to the server's log.
+    logging = {
+        "version": 1,
+        "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+        "loggers": {"django.request": {"handlers": ["stderr"], "level": "ERROR"}},
+    }
     _django.configure(
-        db, cache, db_name, conn_max_age=60, ROOT_URLCONF=__name__, MIDDLEWARE=middleware, SESSION_ENGINE=session_engine
+        db,
+        cache,
+        db_name,
+        # Under ASGI each request runs its sync code in a thread of its own, which would keep a connection each: a
+        # pool on PostgreSQL, as Django's documentation advises, and elsewhere a connection per request.
+        conn_max_age=0 if asynchronous else 60,
+        pool=asynchronous,
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=middleware,
+        SESSION_ENGINE=session_engine,
+        LOGGING=logging,
     )
 
 
@@ -77,6 +100,19 @@ def read(request: Any) -> Any:
     return HttpResponse(request.user.get_username())
 
 
+async def aread(request: Any) -> Any:
+    from django.http import HttpResponse
+
+    user = await request.auser()
+    return HttpResponse(user.get_username())
+
+
+async def aanonymous(request: Any) -> Any:
+    from django.http import HttpResponse
+
+    return HttpResponse("hello")
+
+
 def login_view(request: Any) -> Any:
     from django.contrib.auth import authenticate, login
     from django.http import HttpResponse
@@ -85,17 +121,27 @@ def login_view(request: Any) -> Any:
     return HttpResponse("ok")
 
 
-def _urls() -> list[Any]:
+def _urls(asynchronous: bool = False) -> list[Any]:
     from django.urls import path
     from django.views.decorators.csrf import csrf_exempt
 
-    return [path("anonymous/", anonymous), path("read/", read), path("login/", csrf_exempt(login_view))]
+    return [
+        path("anonymous/", aanonymous if asynchronous else anonymous),
+        path("read/", aread if asynchronous else read),
+        path("login/", csrf_exempt(login_view)),
+    ]
 
 
 def _application() -> Any:
-    """The WSGI application a gunicorn worker serves, for the engine its environment names."""
-    configure(os.environ[ENV_DB], os.environ[ENV_CACHE], os.environ[ENV_ENGINE], os.environ[ENV_DB_NAME])
-    globals()["urlpatterns"] = _urls()
+    """The WSGI application a gunicorn worker serves, or the ASGI one of a uvicorn worker, for the engine its
+    environment names."""
+    asynchronous = os.environ[ENV_SERVER] == "uvicorn"
+    configure(os.environ[ENV_DB], os.environ[ENV_CACHE], os.environ[ENV_ENGINE], os.environ[ENV_DB_NAME], asynchronous)
+    globals()["urlpatterns"] = _urls(asynchronous)
+    if asynchronous:
+        from django.core.asgi import get_asgi_application
+
+        return get_asgi_application()
     from django.core.wsgi import get_wsgi_application
 
     return get_wsgi_application()
@@ -119,16 +165,32 @@ def sign_in(engine: str) -> str:
 
 
 def session_row(engine: str, session_key: str) -> tuple[Any, ...]:
-    from importlib import import_module
 
     model = import_module(ENGINES[engine][0]).SessionStore.get_model_class()
     return tuple(model.objects.filter(session_key=session_key).values_list("session_data", "expire_date").get())
 
 
 def start_server(engine: str, options: argparse.Namespace, db_name: str, log_dir: str) -> Server:
-    """One gunicorn (sync workers, one thread each) serving one engine."""
+    """One gunicorn (sync workers, one thread each) or uvicorn serving one engine."""
     port = free_port()
-    env = {**os.environ, ENV_ENGINE: engine, ENV_DB: options.db, ENV_CACHE: options.cache, ENV_DB_NAME: db_name}
+    env = {
+        **os.environ,
+        ENV_ENGINE: engine,
+        ENV_DB: options.db,
+        ENV_CACHE: options.cache,
+        ENV_DB_NAME: db_name,
+        ENV_SERVER: options.server,
+    }
+    log = Path(log_dir) / f"{options.server}-{engine.replace(' ', '-')}.log"
+    if options.server == "uvicorn":
+        command = [
+            sys.executable, "-m", "uvicorn",
+            "--app-dir", str(Path(__file__).resolve().parent),
+            "--workers", str(options.workers), "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "warning", "--no-access-log",
+            f"{Path(__file__).stem}:application",
+        ]  # fmt: skip
+        return Server(engine, port, command, env, log)
     command = [
         sys.executable, "-m", "gunicorn",
         "--chdir", str(Path(__file__).resolve().parent),
@@ -137,7 +199,7 @@ def start_server(engine: str, options: argparse.Namespace, db_name: str, log_dir
         "--log-level", "warning", "--graceful-timeout", "5",
         f"{Path(__file__).stem}:application",
     ]  # fmt: skip
-    return Server(engine, port, command, env, Path(log_dir) / f"gunicorn-{engine.replace(' ', '-')}.log")
+    return Server(engine, port, command, env, log)
 
 
 def wait_signed_in(server: Server, cookie: str) -> None:
@@ -177,16 +239,17 @@ def main() -> None:
     parser.add_argument("--cache", choices=["locmem", "redis"], default="locmem")
     parser.add_argument("--seconds", type=int, default=10, help="length of one wrk run")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers per engine")
+    parser.add_argument("--workers", type=int, default=2, help="server workers per engine")
+    parser.add_argument("--server", choices=["gunicorn", "uvicorn"], default="gunicorn")
     parser.add_argument("--connections", type=int, help="wrk connections (default: twice the workers)")
     options = parser.parse_args()
     options.connections = options.connections or 2 * options.workers
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
     try:
-        import gunicorn  # noqa: F401
+        import_module(options.server)
     except ImportError:
-        sys.exit("gunicorn is not installed (dependency group bench): .venv/bin/python -m pip install 'gunicorn>=23'")
+        sys.exit(f"{options.server} is not installed (dependency group bench)")
     # Ctrl-C and kill both end up in the finally below, which stops the servers.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
@@ -195,8 +258,9 @@ def main() -> None:
     load_seconds = len(engines) * len(SCENARIOS) * (options.rounds * options.seconds + warm_up)
     print(
         f"database={options.db} cache={options.cache} seconds={options.seconds} rounds={options.rounds} "
-        f"gunicorn: {options.workers} sync workers x 1 thread per engine; wrk: 1 thread, {options.connections} "
-        f"connections; {os.cpu_count()} CPUs shared by wrk, gunicorn, database and cache"
+        f"{options.server}: {options.workers} workers per engine (gunicorn: sync, 1 thread); wrk: 1 thread, "
+        f"{options.connections} "
+        f"connections; {os.cpu_count()} CPUs shared by wrk, the servers, database and cache"
     )
     print(f"expected duration: about {load_seconds + 5} s", flush=True)
 
@@ -231,7 +295,10 @@ def main() -> None:
                 headers = {"User-Agent": USER_AGENT}
                 if path != "/anonymous/":
                     headers["Cookie"] = cookies[server.name]
-                return run_wrk(server.url(path), headers, seconds, options.connections)
+                try:
+                    return run_wrk(server.url(path), headers, seconds, options.connections)
+                except RuntimeError as error:
+                    raise RuntimeError(f"{server.name}: {error}\n{server.log_tail()}") from None
 
             for server in servers:
                 one(server, warm_up)
