@@ -111,6 +111,12 @@ def _in_a_range(sql: str) -> bool:
     return ".ctid >= '(" in sql or ".rowid >= " in sql or "`.`session_key` >= " in sql
 
 
+def _closed_ranges(statements: list[str]) -> int:
+    """How many DELETEs read a range with an end (on MySQL and MariaDB, not the keys past the last range)."""
+    ends = (".ctid < '(", ".rowid < ", "`.`session_key` < ")
+    return sum(sql.startswith("DELETE") and any(end in sql for end in ends) for sql in statements)
+
+
 def _spread_out(count: int, expired: int) -> list[str]:
     """``count`` sessions of about 1.4 kB, five or so to a page, stored in an order that is not their expiry order:
     every third of the first ``3 * expired`` has expired. Random data: Django compresses a session's payload."""
@@ -206,3 +212,27 @@ def test_clearsessions_in_storage_order_deletes_keys_of_any_characters(statement
         assert Session.objects.delete_expired() == len(keys)
     assert any(_in_a_range(sql) for sql in run.sql)
     assert list(Session.objects.values_list("pk", flat=True)) == [live]
+
+
+@storage_order
+@pytest.mark.usefixtures("fresh_table")
+def test_clearsessions_in_storage_order_starts_small_where_the_tables_size_is_stale(monkeypatch, statements):
+    from qsessions import models
+
+    now = timezone.now()
+    Session.objects.bulk_create(
+        Session(session_key=secrets.token_hex(16), session_data="x", expire_date=now - timedelta(minutes=1))
+        for _ in range(200)
+    )
+    real_extent = models.storage_extent
+
+    def stale(rows):
+        # As if statistics said the table had one page: "eight pages" would be all of it.
+        extent = real_extent(rows)
+        return extent._replace(per_page=extent.end - extent.first)
+
+    monkeypatch.setattr(models, "storage_extent", stale)
+    with statements() as run:
+        assert Session.objects.delete_expired() == 200
+    assert _closed_ranges(run.sql) > 1
+    assert not Session.objects.exists()

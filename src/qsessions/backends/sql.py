@@ -211,8 +211,8 @@ def storage_extent(rows: QuerySet[Session]) -> Extent | None:
             first, end = cursor.fetchone()
             return Extent(int(first), int(end), _SQLITE_ROWS_PER_PAGE)
         if connection.vendor == "mysql":
-            # The statistics' estimate: where they are stale, the sample counts more or fewer rows, and the first
-            # range of the walk is sized wrong, for one statement.
+            # The statistics' estimate (MySQL keeps it for a day by default): where it is stale, the sample counts
+            # more or fewer rows than 64 pages hold.
             cursor.execute(
                 "SELECT data_length / @@innodb_page_size FROM information_schema.tables"
                 " WHERE table_schema = DATABASE() AND table_name = %s",
@@ -310,7 +310,10 @@ def delete_in_storage_order(rows: QuerySet[Session], extent: Extent, batch_size:
         delete, params = _in_a_range(rows, "delete")
     except EmptyResultSet:
         return 0
-    first, deleted, span = extent.first, 0, max(1, int(8 * extent.per_page))
+    # Eight pages, or a 64th of the table if that is less: where the pages are counted from stale statistics, eight
+    # "pages" may be all of it.
+    first, deleted = extent.first, 0
+    span = max(1, min(int(8 * extent.per_page), (extent.end - extent.first) // 64))
     with connection.cursor() as cursor:
         while first < extent.end:
             end = min(first + span, extent.end)
